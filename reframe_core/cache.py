@@ -1,0 +1,277 @@
+"""Layer caching added from outside to an unmodified ``nn.Module``.
+
+>>> cached = cache_model(unet, (x,), cut="auto", policy="delta:0.1")   # doctest: +SKIP
+>>> out = cached(x)                   # the policy decides       # doctest: +SKIP
+>>> out = cached(x, refresh=True)     # or the caller does       # doctest: +SKIP
+
+Refresh frames run the original computation (bit-identical output) and store what the hit path needs; hit
+frames run only the hit path. The cache refreshes by itself when the inputs change shape, dtype or device,
+on camera cuts, and after :meth:`CachedModel.reset`.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from .cuts import CutError, CutPlan, GraphAnalysis
+from .hints import CameraHints
+from .policies import FrameContext, RefreshPolicy, parse_policy
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What happened on one frame, and why."""
+
+    index: int
+    frame: int | None
+    refresh: bool
+    reason: str
+    network_ms: float | None
+    overhead_ms: float | None  # policy decision + bookkeeping, outside the network
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """Per-run figures of a :class:`CachedModel` (since construction or :meth:`CachedModel.clear_stats`)."""
+
+    frames: int
+    refreshes: int
+    hits: int
+    hit_rate: float
+    full_ms: float | None  # median network time of refresh frames
+    hit_ms: float | None  # median network time of hit frames
+    overhead_ms: float | None  # median policy + bookkeeping time per frame
+    flops_removed: float  # share of the uncached run's FLOPs that the hits removed
+    cut: str
+    policy: str | None
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _input_key(inputs: tuple) -> tuple:
+    """What must stay the same for cached features to be reusable."""
+    key = []
+    for value in inputs:
+        if isinstance(value, torch.Tensor):
+            key.append((tuple(value.shape), value.dtype, value.device))
+        elif isinstance(value, (int, float, bool, str, type(None))):
+            key.append(("value", value))
+        else:
+            key.append(("type", type(value).__name__))
+    return tuple(key)
+
+
+def _describe_key(key: tuple) -> str:
+    parts = []
+    for item in key:
+        if len(item) == 3:
+            shape, dtype, device = item
+            parts.append(f"{'x'.join(map(str, shape))} {str(dtype).replace('torch.', '')} {device}")
+        else:
+            parts.append(repr(item[1]))
+    return ", ".join(parts)
+
+
+class _ManualPasses:
+    """The documented path for nets fx cannot trace: the model exposes its own cut."""
+
+    def __init__(self, model: nn.Module, example_inputs: tuple):
+        missing = [m for m in ("reframe_deep", "reframe_shallow") if not callable(getattr(model, m, None))]
+        if missing:
+            raise CutError(f"cut='manual' needs {type(model).__name__} to define {' and '.join(missing)} "
+                           "(reframe_deep(*inputs) -> tuple of tensors, reframe_shallow(*inputs, deep) -> output)")
+        self.model = model
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with torch.no_grad(), FlopCounterMode(display=False) as full_counter:
+            deep = self._deep(example_inputs)
+            model.reframe_shallow(*example_inputs, deep)
+        with torch.no_grad(), FlopCounterMode(display=False) as hit_counter:
+            model.reframe_shallow(*example_inputs, deep)
+        self.plan = CutPlan(
+            name="manual",
+            cached=tuple(f"deep_{i}" for i in range(len(deep))),
+            cached_shapes=tuple(tuple(t.shape) if isinstance(t, torch.Tensor) else None for t in deep),
+            hit_nodes=frozenset(),
+            total_flops=int(full_counter.get_total_flops()),
+            hit_flops=int(hit_counter.get_total_flops()),
+            note="declared by the model (reframe_deep / reframe_shallow)",
+        )
+
+    def _deep(self, inputs: tuple) -> tuple:
+        deep = self.model.reframe_deep(*inputs)
+        return tuple(deep) if isinstance(deep, (tuple, list)) else (deep,)
+
+    def full(self, *inputs):
+        deep = self._deep(inputs)
+        return self.model.reframe_shallow(*inputs, deep), list(deep)
+
+    def hit(self, *inputs_and_cached):
+        n = len(self.plan.cached)
+        inputs, deep = inputs_and_cached[:-n], inputs_and_cached[-n:]
+        return self.model.reframe_shallow(*inputs, tuple(deep))
+
+
+class CachedModel(nn.Module):
+    """A model with ReFrame layer caching. Build with :func:`cache_model`.
+
+    Call it like the model, plus either ``refresh=True/False`` or a policy (given at build time) that
+    decides per call from the inputs and optional :class:`CameraHints`. Runs under ``torch.inference_mode``:
+    caching is an inference-time optimisation.
+    """
+
+    def __init__(self, model: nn.Module, example_inputs: Sequence, cut: str | Sequence[str] = "auto",
+                 policy: str | RefreshPolicy | None = None, record_timing: bool = True):
+        super().__init__()
+        example_inputs = tuple(example_inputs)
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"cache_model expects an nn.Module, got {type(model).__name__}")
+        if cut == "manual":
+            passes = _ManualPasses(model, example_inputs)
+            self.plan = passes.plan
+            self._full: Callable = passes.full
+            self._hit: Callable = passes.hit
+            self.model = model
+        else:
+            try:
+                analysis = GraphAnalysis.of(model, example_inputs)
+            except CutError:
+                if cut == "auto" and callable(getattr(model, "reframe_deep", None)):
+                    # fx failed but the model declares its own cut: use it.
+                    passes = _ManualPasses(model, example_inputs)
+                    self.plan, self._full, self._hit, self.model = passes.plan, passes.full, passes.hit, model
+                    analysis = None
+                else:
+                    raise
+            if analysis is not None:
+                self.plan = analysis.resolve(cut)
+                self.full_pass = analysis.build_full(self.plan)
+                self.hit_pass = analysis.build_hit(self.plan)
+                self._full, self._hit = self.full_pass, self.hit_pass
+        self.policy: RefreshPolicy | None = parse_policy(policy) if policy is not None else None
+        self.record_timing = record_timing
+        self._cached: list | None = None
+        self._key: tuple | None = None
+        self._index = 0
+        self._last_refresh = 0
+        self.decisions: list[Decision] = []
+
+    # --- state -----------------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Drop the cache and the policy's references (camera cut, new sequence, changed weights)."""
+        self._cached = None
+        self._key = None
+        self._index = 0
+        self._last_refresh = 0
+        if self.policy is not None:
+            self.policy.reset()
+
+    def clear_stats(self) -> None:
+        self.decisions.clear()
+
+    @property
+    def stats(self) -> CacheStats:
+        decisions = self.decisions
+        refreshes = sum(d.refresh for d in decisions)
+        hits = len(decisions) - refreshes
+        return CacheStats(
+            frames=len(decisions),
+            refreshes=refreshes,
+            hits=hits,
+            hit_rate=hits / len(decisions) if decisions else 0.0,
+            full_ms=_median([d.network_ms for d in decisions if d.refresh and d.network_ms is not None]),
+            hit_ms=_median([d.network_ms for d in decisions if not d.refresh and d.network_ms is not None]),
+            overhead_ms=_median([d.overhead_ms for d in decisions if d.overhead_ms is not None]),
+            flops_removed=(hits * self.plan.removed_share / len(decisions)) if decisions else 0.0,
+            cut=self.plan.name,
+            policy=self.policy.spec if self.policy is not None else None,
+        )
+
+    # --- running ---------------------------------------------------------------------------------------
+
+    def _why_refresh(self, ctx: FrameContext, key: tuple, refresh: bool | None, hints: CameraHints | None) -> str | None:
+        if refresh is True:
+            return "requested by caller"
+        if self._cached is None:
+            return "no cache yet"
+        if key != self._key:
+            return f"inputs changed ({_describe_key(self._key)} -> {_describe_key(key)})"
+        if hints is not None and hints.cut:
+            return "camera cut"
+        if refresh is False:
+            return None
+        if self.policy is None:
+            raise ValueError("CachedModel needs refresh=True/False on each call, or a policy at build time "
+                             "(cache_model(..., policy='delta:0.1'))")
+        return self.policy.check(ctx)
+
+    def forward(self, *inputs: Any, refresh: bool | None = None, hints: CameraHints | None = None):
+        if refresh is not None and not isinstance(refresh, bool):
+            raise TypeError(f"refresh must be True, False or None, got {refresh!r}")
+        if hints is not None and not isinstance(hints, CameraHints):
+            raise TypeError(f"hints must be a CameraHints, got {type(hints).__name__}")
+        start = time.perf_counter()
+        key = _input_key(inputs)
+        if hints is not None and hints.cut:
+            self._index = self._last_refresh = 0
+            if self.policy is not None:
+                self.policy.reset()
+        ctx = FrameContext(self._index, self._index - self._last_refresh, inputs, hints)
+        reason = self._why_refresh(ctx, key, refresh, hints)
+        sync = self.record_timing and any(isinstance(t, torch.Tensor) and t.is_cuda for t in inputs)
+        if sync:
+            torch.cuda.synchronize()
+        net_start = time.perf_counter()
+        with torch.inference_mode():
+            if reason is not None:
+                output, cached = self._full(*inputs)
+                self._cached, self._key = list(cached), key
+            else:
+                output = self._hit(*inputs, *self._cached)
+        if sync:
+            torch.cuda.synchronize()
+        net_end = time.perf_counter()
+        if reason is not None:
+            self._last_refresh = self._index
+            if self.policy is not None:
+                self.policy.observe_refresh(ctx)
+        self._index += 1
+        end = time.perf_counter()
+        self.decisions.append(Decision(
+            index=ctx.index,
+            frame=hints.frame if hints is not None else None,
+            refresh=reason is not None,
+            reason=reason or "hit",
+            network_ms=(net_end - net_start) * 1e3 if self.record_timing else None,
+            overhead_ms=((net_start - start) + (end - net_end)) * 1e3 if self.record_timing else None,
+        ))
+        return output
+
+
+def cache_model(model: nn.Module, example_inputs: Sequence, cut: str | Sequence[str] = "auto",
+                policy: str | RefreshPolicy | None = None, record_timing: bool = True) -> CachedModel:
+    """Wrap ``model`` with layer caching, leaving the model itself untouched.
+
+    Args:
+        model: any ``nn.Module`` (traced with torch.fx), or one exposing ``reframe_deep``/``reframe_shallow``.
+        example_inputs: inputs of one call, used to trace shapes and count FLOPs (not kept).
+        cut: ``"auto"`` (best valid candidate by FLOPs removed), ``"level:K"``, a tensor or submodule name,
+            a list of names, or ``"manual"``. ``reframe-blender cuts --model NAME`` lists candidates.
+        policy: a spec string (``"delta:0.1+max-age:8"``) or :class:`RefreshPolicy`; None to decide per call.
+        record_timing: keep per-frame network and overhead times (synchronises CUDA when on).
+
+    Returns:
+        A :class:`CachedModel`; ``.plan`` says what is cached and what a hit saves.
+    """
+    return CachedModel(model, example_inputs, cut=cut, policy=policy, record_timing=record_timing)

@@ -1,0 +1,64 @@
+"""Refresh policies and the one spec-string syntax shared by the CLI, the add-on and reports.
+
+Spec grammar: ``MEMBER[+MEMBER...]``, each member ``name[:arg,...]`` where an arg is a value or
+``key=value``. Examples: ``always``, ``every:4``, ``delta:0.1``, ``motion:rot=3``, ``delta:0.1+max-age:8``.
+A new policy is one file plus one line in ``POLICIES``.
+"""
+from __future__ import annotations
+
+from .always import AlwaysRefresh
+from .base import AnyOf, FrameContext, PolicySpecError, RefreshPolicy
+from .delta import DeltaInput, smape
+from .every import EveryN
+from .max_age import MaxAge
+from .motion import CameraMotion
+
+POLICIES: dict[str, type[RefreshPolicy]] = {
+    cls.name: cls for cls in (AlwaysRefresh, EveryN, DeltaInput, CameraMotion, MaxAge)
+}
+
+
+def policy_forms() -> str:
+    """The valid spec forms, one per line (used in error messages and --help)."""
+    lines = [f"  {cls.usage:<62} {cls.summary}" for cls in POLICIES.values()]
+    lines.append(f"  {AnyOf.usage:<62} {AnyOf.summary}")
+    return "\n".join(lines)
+
+
+def _parse_member(text: str) -> RefreshPolicy:
+    name, _, rest = text.partition(":")
+    name = name.strip()
+    if name not in POLICIES:
+        raise PolicySpecError(f"unknown policy {name!r} in {text!r}. Valid forms:\n{policy_forms()}")
+    positional: list[str] = []
+    options: dict[str, str] = {}
+    for arg in filter(None, (a.strip() for a in rest.split(","))) if rest else ():
+        key, eq, value = arg.partition("=")
+        if eq:
+            options[key.strip()] = value.strip()
+        else:
+            positional.append(arg)
+    try:
+        return POLICIES[name].from_spec(positional, options)
+    except (ValueError, TypeError) as exc:
+        raise PolicySpecError(f"bad policy {text!r}: {exc}. Valid forms:\n{policy_forms()}") from None
+
+
+def parse_policy(spec: str | RefreshPolicy) -> RefreshPolicy:
+    """Build a policy from a spec string (or return a policy object unchanged).
+
+    >>> parse_policy("delta:0.1+max-age:8").spec
+    'delta:0.1+max-age:8'
+    """
+    if isinstance(spec, RefreshPolicy):
+        return spec
+    if not isinstance(spec, str) or not spec.strip():
+        raise PolicySpecError(f"a policy spec must be a non-empty string, got {spec!r}. Valid forms:\n{policy_forms()}")
+    members = [_parse_member(part) for part in spec.split("+")]
+    return members[0] if len(members) == 1 else AnyOf(members)
+
+
+__all__ = [
+    "AlwaysRefresh", "AnyOf", "CameraMotion", "DeltaInput", "EveryN", "FrameContext", "MaxAge",
+    "POLICIES", "PolicySpecError", "RefreshPolicy", "parse_policy", "policy_forms", "smape",
+]

@@ -1,0 +1,23 @@
+"""``always``: refresh every frame -- the uncached baseline through the same code path."""
+from __future__ import annotations
+
+from .base import FrameContext, RefreshPolicy
+
+
+class AlwaysRefresh(RefreshPolicy):
+    name = "always"
+    usage = "always"
+    summary = "refresh every frame (baseline: identical to the uncached network)"
+
+    @classmethod
+    def from_spec(cls, positional, options):
+        if positional or options:
+            raise ValueError("'always' takes no arguments")
+        return cls()
+
+    def check(self, ctx: FrameContext) -> str | None:
+        return "always"
+
+    @property
+    def spec(self) -> str:
+        return "always"
