@@ -1,15 +1,25 @@
 """ReFrame core: layer caching for encoder-decoder networks, refresh policies, networks, metrics.
 
-Pure PyTorch + numpy: never imports bpy.
+Pure PyTorch + numpy: never imports bpy. Names are imported on first use, so that torch-free parts
+(``reframe_core.hints``, ``reframe_core.buffers``, ``reframe_core.blender_compat``) load without torch.
 """
-from .cache import CachedModel, CacheStats, Decision, cache_model
-from .cuts import CutError, CutPlan, GraphAnalysis
-from .hints import CameraHints
-from .policies import PolicySpecError, RefreshPolicy, parse_policy
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CachedModel", "CacheStats", "CameraHints", "CutError", "CutPlan", "Decision", "GraphAnalysis",
-    "PolicySpecError", "RefreshPolicy", "cache_model", "parse_policy",
-]
+_EXPORTS = {
+    "CachedModel": "cache", "CacheStats": "cache", "Decision": "cache", "cache_model": "cache",
+    "CutError": "cuts", "CutPlan": "cuts", "GraphAnalysis": "cuts",
+    "CameraHints": "hints",
+    "PolicySpecError": "policies", "RefreshPolicy": "policies", "parse_policy": "policies",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'reframe_core' has no attribute {name!r}")

@@ -7,7 +7,7 @@ import json
 import sys
 
 # Each module exposes register(subparsers); bpy-dependent ones import bpy only when their command runs.
-COMMAND_MODULES = ("reframe_core.commands",)
+COMMAND_MODULES = ("reframe_core.commands", "scenes.commands")
 
 
 class UserError(Exception):
@@ -27,6 +27,13 @@ def print_json(data) -> None:
     sys.stdout.write("\n")
 
 
+def _is_user_error(exc: Exception) -> bool:
+    """Errors about the user's input get one line; anything else is a bug and keeps its traceback."""
+    if isinstance(exc, (UserError, ValueError, KeyError, FileNotFoundError, PermissionError, NotADirectoryError)):
+        return True
+    return type(exc).__name__ in ("CaptureError", "ExrError", "CutError", "PolicySpecError")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -34,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except BrokenPipeError:  # output piped into `head`: not an error
         return 0
-    except (UserError, ValueError, KeyError, FileNotFoundError, PermissionError) as exc:
+    except Exception as exc:
+        if not _is_user_error(exc):
+            raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"reframe-blender {args.command}: error: {message}", file=sys.stderr)
         return 2

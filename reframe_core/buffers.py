@@ -1,0 +1,245 @@
+"""Frame buffers and camera data of one rendered frame, and their EXR files. Pure: no bpy.
+
+Conventions (all arrays numpy float32, row 0 at the top of the image):
+
+* ``color``: (H, W, 3) linear scene-referred RGB (Blender's Combined pass, un-tonemapped).
+* ``alpha``: (H, W) coverage: 1 where the camera sees geometry, 0 where it sees the world background
+  (from the depth pass, so it holds whether or not the film is transparent).
+* ``depth``: (H, W) view-space Z distance along the camera axis; background pixels hold Blender's huge value.
+* ``normal``: (H, W, 3) world-space unit normal. ``albedo``: (H, W, 3) diffuse colour.
+* ``motion_prev`` / ``motion_next``: (H, W, 2) in pixels, x to the right and y **down**: from the current
+  pixel to where the same surface was in the previous frame / will be in the next frame (current ->
+  previous is what backward warping and DLSS/FSR/XeSS take). Blender's Vector pass (origin bottom-left,
+  y up, Z/W negated) is converted on reading. Background pixels hold 0.
+* ``jitter``: (2,) sub-pixel offset (x right, y down, in pixels of this frame) of the sample positions; the
+  motion vectors do not contain it.
+"""
+from __future__ import annotations
+
+import errno
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .hints import CameraHints
+
+
+@dataclass(frozen=True)
+class CameraData:
+    """The camera of one frame, as numbers read from Blender."""
+
+    frame: int
+    name: str
+    world_matrix: list  # 4x4 camera-to-world, row-major
+    projection: list  # 4x4 OpenGL-style projection for the render resolution (shift/jitter included)
+    lens_mm: float
+    fov_x_deg: float
+    fov_y_deg: float
+    clip_start: float
+    clip_end: float
+    resolution: tuple[int, int]  # (width, height) in pixels
+    shift: tuple[float, float] = (0.0, 0.0)  # camera shift actually used, jitter included
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["resolution"] = list(self.resolution)
+        data["shift"] = list(self.shift)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CameraData":
+        return cls(**{**data, "resolution": tuple(data["resolution"]), "shift": tuple(data.get("shift", (0.0, 0.0)))})
+
+    def hints(self, previous: "CameraData | None", scene_depth: float | None = None) -> CameraHints:
+        """CameraHints for this frame; a change of active camera or a frame jump is a cut."""
+        cut = previous is None or previous.name != self.name or self.frame - previous.frame != 1
+        return CameraHints(frame=self.frame, world_matrix=self.world_matrix, projection=self.projection, cut=cut,
+                           scene_depth=scene_depth, camera_name=self.name)
+
+
+@dataclass
+class FrameBuffers:
+    """Everything captured for one frame at one resolution (see the module docstring for conventions)."""
+
+    color: np.ndarray
+    alpha: np.ndarray
+    depth: np.ndarray
+    normal: np.ndarray
+    albedo: np.ndarray
+    motion_prev: np.ndarray
+    motion_next: np.ndarray
+    camera: CameraData
+    jitter: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float32))
+    has_vector_pass: bool = True
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width)."""
+        return self.color.shape[:2]
+
+    def scene_depth(self) -> float | None:
+        """Median depth of the covered pixels: the representative view distance used by the motion policy."""
+        covered = self.depth[(self.alpha > 0.5) & (self.depth < 0.5 * self.camera.clip_end)]
+        return float(np.median(covered)) if covered.size else None
+
+    def hints(self, previous: "FrameBuffers | None") -> CameraHints:
+        return self.camera.hints(previous.camera if previous is not None else None, self.scene_depth())
+
+
+# --- EXR --------------------------------------------------------------------------------------------------
+
+# Our dataset files: one part, named channels, float32, ZIP. Same data -> same bytes (no dates in the header).
+_LAYOUT = {
+    "color": ("color.R", "color.G", "color.B"),
+    "alpha": ("alpha.A",),
+    "depth": ("depth.Z",),
+    "normal": ("normal.X", "normal.Y", "normal.Z"),
+    "albedo": ("albedo.R", "albedo.G", "albedo.B"),
+    "motion_prev": ("motion_prev.X", "motion_prev.Y"),
+    "motion_next": ("motion_next.X", "motion_next.Y"),
+}
+
+
+class ExrError(ValueError):
+    """An EXR file is unreadable or lacks a pass we need; the message names the file and the pass."""
+
+
+def _channels(path: Path) -> dict[str, np.ndarray]:
+    """All channels of all parts, split into single channels named 'Layer.Pass.C'."""
+    import OpenEXR
+
+    try:
+        with OpenEXR.File(str(path), separate_channels=True) as exr:
+            out: dict[str, np.ndarray] = {}
+            for part in exr.parts:
+                for name, channel in part.channels.items():
+                    out[name] = np.asarray(channel.pixels, dtype=np.float32)
+            return out
+    except (OSError, RuntimeError) as exc:
+        raise ExrError(f"cannot read EXR {path}: {exc}") from exc
+
+
+def _pass(channels: dict[str, np.ndarray], path: Path, layer: str, name: str, suffixes: str) -> np.ndarray | None:
+    keys = [f"{layer}.{name}.{c}" for c in suffixes]
+    if not all(k in channels for k in keys):
+        return None
+    return np.stack([channels[k] for k in keys], axis=-1)
+
+
+def read_blender_exr(path: str | Path, camera: CameraData, jitter=(0.0, 0.0), view_layer: str | None = None) -> FrameBuffers:
+    """Read a multilayer EXR that Blender wrote with Combined, Z, Normal, (Vector,) Diffuse Color passes.
+
+    Handles 5.0's one-part-per-pass files and 4.2's single-part files alike: channels are matched by name.
+    Without a Vector pass (Blender 3.x EEVEE), motion is zero and ``has_vector_pass`` is False: rebuild it
+    with :func:`reframe_core.motion.motion_from_depth`.
+    """
+    path = Path(path)
+    channels = _channels(path)
+    layers = sorted({k.split(".")[0] for k in channels if k.count(".") >= 2})
+    layer = view_layer or (layers[0] if layers else "")
+    missing = []
+
+    def need(name: str, suffixes: str) -> np.ndarray:
+        found = _pass(channels, path, layer, name, suffixes)
+        if found is None:
+            missing.append(name)
+            return np.zeros(0, np.float32)
+        return found
+
+    combined = need("Combined", "RGBA")
+    depth = need("Depth", "Z")
+    normal = need("Normal", "XYZ")
+    albedo = need("Diffuse Color", "RGB") if _pass(channels, path, layer, "Diffuse Color", "RGB") is not None else need("DiffCol", "RGB")
+    if missing:
+        raise ExrError(f"{path}: view layer {layer!r} lacks the pass(es) {', '.join(missing)}; enable them "
+                       f"(view_layer.use_pass_z / use_pass_normal / use_pass_diffuse_color) before rendering")
+    vector = _pass(channels, path, layer, "Vector", "XYZW")
+    height, width = combined.shape[:2]
+    if vector is None:
+        motion_prev = motion_next = np.zeros((height, width, 2), np.float32)
+    else:
+        # Blender: X,Y current->previous, Z,W = -(current->next), y up. Ours: y down, both positive-going.
+        motion_prev = np.stack([vector[..., 0], -vector[..., 1]], axis=-1)
+        motion_next = np.stack([-vector[..., 2], vector[..., 3]], axis=-1)
+    return FrameBuffers(
+        color=np.ascontiguousarray(combined[..., :3]),
+        alpha=(depth[..., 0] < 0.5 * camera.clip_end).astype(np.float32),
+        depth=np.ascontiguousarray(depth[..., 0]), normal=normal, albedo=albedo,
+        motion_prev=np.ascontiguousarray(motion_prev, dtype=np.float32),
+        motion_next=np.ascontiguousarray(motion_next, dtype=np.float32),
+        camera=camera, jitter=np.asarray(jitter, np.float32), has_vector_pass=vector is not None,
+    )
+
+
+def atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the final file gets the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_buffers_exr(path: str | Path, buffers: FrameBuffers) -> None:
+    """Write the buffers as one single-part EXR (float32, ZIP), atomically."""
+    import OpenEXR
+
+    channels = {}
+    for attr, names in _LAYOUT.items():
+        array = getattr(buffers, attr)
+        array = array[..., None] if array.ndim == 2 else array
+        for i, name in enumerate(names):
+            channels[name] = np.ascontiguousarray(array[..., i], dtype=np.float32)
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+
+    def write(tmp: Path) -> None:
+        try:
+            with OpenEXR.File(header, channels) as exr:
+                exr.write(str(tmp))
+        except RuntimeError as exc:  # OpenEXR reports I/O failures as RuntimeError: give them an errno
+            full = "No space left" in str(exc)
+            raise OSError(errno.ENOSPC if full else errno.EIO, str(exc)) from exc
+
+    atomic_write(Path(path), write)
+
+
+def read_buffers_exr(path: str | Path, camera: CameraData, jitter=(0.0, 0.0), has_vector_pass: bool = True) -> FrameBuffers:
+    """Read a file written by :func:`write_buffers_exr`."""
+    path = Path(path)
+    channels = _channels(path)
+    arrays = {}
+    for attr, names in _LAYOUT.items():
+        if not all(n in channels for n in names):
+            raise ExrError(f"{path} is not a ReFrame buffers file: channel(s) {', '.join(n for n in names if n not in channels)} missing")
+        stacked = np.stack([channels[n] for n in names], axis=-1)
+        arrays[attr] = stacked[..., 0] if len(names) == 1 else stacked
+    return FrameBuffers(**arrays, camera=camera, jitter=np.asarray(jitter, np.float32), has_vector_pass=has_vector_pass)
+
+
+def halton(index: int, base: int) -> float:
+    """The ``index``-th (1-based) element of the Halton sequence of ``base``, in [0, 1)."""
+    result, fraction = 0.0, 1.0
+    while index > 0:
+        fraction /= base
+        result += fraction * (index % base)
+        index //= base
+    return result
+
+
+def jitter_offset(frame_index: int, scale: float) -> tuple[float, float]:
+    """Halton(2,3) sub-pixel offset in [-0.5, 0.5) for a frame; the phase count grows with the upscale
+    factor as in FSR 2 (8 * scale^2), so every high-resolution pixel gets samples."""
+    phases = max(8, int(math.ceil(8 * scale * scale)))
+    i = frame_index % phases + 1
+    return halton(i, 2) - 0.5, halton(i, 3) - 0.5

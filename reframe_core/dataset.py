@@ -1,0 +1,54 @@
+"""Datasets of captured frames, read without Blender (``scenes.dataset`` writes them).
+
+Layout::
+
+    DIR/metadata.json                 settings, scene, Blender version, per-frame camera + jitter
+    DIR/scale_1/frame_0001.exr        FrameBuffers (reframe_core.buffers layout)
+    DIR/scale_2/frame_0001.exr        the same frame rendered at 1/2 width and height
+    DIR/timings.jsonl                 render / save / read seconds per frame (not part of the data)
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .buffers import CameraData, FrameBuffers, read_buffers_exr
+
+SCHEMA_VERSION = 1
+
+
+def scale_dir(scale: float) -> str:
+    return f"scale_{scale:g}"
+
+
+def frame_file(scale: float, frame: int) -> str:
+    return f"{scale_dir(scale)}/frame_{frame:04d}.exr"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset folder opened for reading (no bpy needed by the reading side)."""
+
+    root: Path
+    metadata: dict
+
+    @classmethod
+    def open(cls, root: str | Path) -> "Dataset":
+        root = Path(root)
+        path = root / "metadata.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{root} is not a dataset (no metadata.json); write one with reframe-blender dataset")
+        return cls(root, json.loads(path.read_text()))
+
+    @property
+    def scales(self) -> list[float]:
+        return sorted(float(k.split("_", 1)[1]) for k in self.metadata["frames"])
+
+    def frames(self, scale: float = 1.0) -> list[int]:
+        return sorted(int(f) for f in self.metadata["frames"].get(scale_dir(scale), {}))
+
+    def load(self, frame: int, scale: float = 1.0) -> FrameBuffers:
+        entry = self.metadata["frames"][scale_dir(scale)][str(frame)]
+        return read_buffers_exr(self.root / entry["file"], CameraData.from_dict(entry["camera"]),
+                                jitter=entry["jitter"], has_vector_pass=entry["has_vector_pass"])

@@ -1,0 +1,69 @@
+"""Backward warping with motion vectors in the capture convention, and disocclusion masks.
+
+Motion is (B, 2, H, W) in pixels, x right and y down, from each current pixel to where its surface was in
+the other frame (see :mod:`reframe_core.buffers`). Warping samples the other frame there (bilinear).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def _check(name: str, tensor: torch.Tensor, channels: int | None = None) -> None:
+    if not isinstance(tensor, torch.Tensor) or tensor.ndim != 4:
+        raise ValueError(f"{name} must be a (B, C, H, W) tensor, got {getattr(tensor, 'shape', type(tensor))}")
+    if channels is not None and tensor.shape[1] != channels:
+        raise ValueError(f"{name} must have {channels} channels, got shape {tuple(tensor.shape)}")
+
+
+def sample_grid(motion: torch.Tensor) -> torch.Tensor:
+    """grid_sample coordinates (B, H, W, 2) of pixel centres displaced by ``motion``."""
+    _check("motion", motion, 2)
+    _, _, height, width = motion.shape
+    ys = torch.arange(height, device=motion.device, dtype=motion.dtype) + 0.5
+    xs = torch.arange(width, device=motion.device, dtype=motion.dtype) + 0.5
+    x = (xs[None, None, :] + motion[:, 0]) / width * 2 - 1
+    y = (ys[None, :, None] + motion[:, 1]) / height * 2 - 1
+    return torch.stack([x, y], dim=-1)
+
+
+def backward_warp(source: torch.Tensor, motion: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """Warp ``source`` (the other frame) to the current frame: out[p] = source[p + motion[p]].
+
+    Shape: source (B, C, H, W), motion (B, 2, H, W) -> (B, C, H, W). Outside the frame: border values.
+    """
+    _check("source", source)
+    if source.shape[-2:] != motion.shape[-2:] or source.shape[0] != motion.shape[0]:
+        raise ValueError(f"source {tuple(source.shape)} and motion {tuple(motion.shape)} differ in batch or size")
+    return F.grid_sample(source, sample_grid(motion.to(source.dtype)), mode=mode, padding_mode="border", align_corners=False)
+
+
+def in_frame_mask(motion: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) 1 where ``p + motion`` falls inside the other frame."""
+    grid = sample_grid(motion)
+    return ((grid.abs() <= 1).all(dim=-1, keepdim=True)).permute(0, 3, 1, 2).to(motion.dtype)
+
+
+def disocclusion_mask(motion_prev: torch.Tensor, previous_motion_next: torch.Tensor, tolerance_px: float = 0.5) -> torch.Tensor:
+    """(B, 1, H, W) 1 where the previous frame saw the same surface (forward-backward consistency).
+
+    ``motion_prev`` is the current frame's current->previous motion; ``previous_motion_next`` the previous
+    frame's previous->current motion. Where a surface was visible in both, following one and then the other
+    returns to the start; where it was hidden (disoccluded) or off-screen, it does not.
+    """
+    back = backward_warp(previous_motion_next, motion_prev, mode="nearest")
+    error = (motion_prev + back).norm(dim=1, keepdim=True)
+    return (error <= tolerance_px).to(motion_prev.dtype) * in_frame_mask(motion_prev)
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, C) or (H, W) numpy -> (1, C, H, W) float32 tensor."""
+    array = np.asarray(image, dtype=np.float32)
+    array = array[..., None] if array.ndim == 2 else array
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None]
+
+
+def to_image(tensor: torch.Tensor) -> np.ndarray:
+    """(1, C, H, W) tensor -> (H, W, C) numpy float32."""
+    return tensor[0].permute(1, 2, 0).detach().float().cpu().numpy()
