@@ -56,6 +56,58 @@ def _bench_cache(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from .training import TrainConfig, train
+
+    config = TrainConfig(workload=args.workload, data=args.data.split(","), out=args.out, steps=args.steps,
+                         batch=args.batch, sequence=args.sequence, crop=args.crop, lr=args.lr, seed=args.seed,
+                         scale=args.scale, held_out=args.held_out.split(",") if args.held_out else [],
+                         stop_after=args.stop_after)
+    card = train(config, show_progress=not args.quiet)
+    if "stopped_at" in card:
+        print(f"stopped at step {card['stopped_at']} of {card['steps']} (checkpoint {Path(args.out).with_suffix('.ckpt')}); "
+              "run the same command again to continue")
+        return 0
+    print(f"wrote {args.out}: {card['steps']} steps on {card['train_frames']} frames of {', '.join(card['train_data'])}, "
+          f"final loss {card['final_loss_ema']:.4f}, {card['seconds_this_run']:.0f} s this run on {card['device']}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .quality import evaluate_fe, evaluate_ss
+    from .weights import load_network, shipped
+
+    arch = "ss" if args.workload == "ss" else "extranet"
+    default = shipped(f"ss_x{args.scale:g}" if args.workload == "ss" else "fe_extranet")
+    model, payload = load_network(args.weights or default, expected_arch=arch)
+    if args.policy:
+        from .cache import cache_model
+        from .networks import get_network
+
+        example = (get_network("ss").example_inputs(64, 64, scale=args.scale) if arch == "ss"
+                   else get_network("extranet").example_inputs(64, 64, channels=payload["config"].get("n_channels", 18)))
+        model = cache_model(model, example, cut="auto", policy=args.policy)
+    roots = args.data.split(",")
+    if args.workload == "ss":
+        reports = [evaluate_ss(model, root, args.scale) for root in roots]
+        print(f"{'dataset':<22} {'frames':>6} {'FLIP net':>9} {'FLIP bicubic':>12} {'reduction':>9} {'PSNR net':>9} {'PSNR bic':>9} {'instab net':>10} {'instab bic':>10}")
+        for r in reports:
+            n, b = r["network"], r["bicubic"]
+            print(f"{Path(r['dataset']).name:<22} {r['frames']:>6} {n['flip_mean']:>9.4f} {b['flip_mean']:>12.4f} {r['flip_reduction_vs_bicubic']:>9.1%} "
+                  f"{n['psnr_mean']:>9.2f} {b['psnr_mean']:>9.2f} {n['instability']:>10.4f} {b['instability']:>10.4f}")
+    else:
+        reports = [evaluate_fe(model, root, args.k) for root in roots]
+        print(f"{'dataset':<22} {'extrapolated':>12} {'FLIP net':>9} {'FLIP reproj':>11} {'reduction':>9} {'PSNR net':>9} {'PSNR reproj':>11}")
+        for r in reports:
+            n, b = r["network"], r["reprojection"]
+            print(f"{Path(r['dataset']).name:<22} {r['extrapolated_frames']:>12} {n['flip_mean']:>9.4f} {b['flip_mean']:>11.4f} "
+                  f"{r['flip_reduction_vs_reprojection']:>9.1%} {n['psnr_mean']:>9.2f} {b['psnr_mean']:>11.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"workload": args.workload, "weights": str(args.weights or default),
+                                               "policy": args.policy, "card": payload.get("card"), "reports": reports}, indent=2))
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     from .networks import NETWORKS
 
@@ -79,3 +131,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--json", help="also write the report as JSON to this file")
     bench.set_defaults(run=_bench_cache)
+
+    train = subparsers.add_parser("train", help="train a workload's network on captured datasets (resumable)")
+    train.add_argument("--workload", choices=["ss", "fe"], required=True)
+    train.add_argument("--data", required=True, help="dataset folders, comma-separated")
+    train.add_argument("--out", required=True, help="weights file to write (OUT.ckpt / OUT.log.jsonl beside it)")
+    train.add_argument("--steps", type=int, default=3000)
+    train.add_argument("--batch", type=int, default=4)
+    train.add_argument("--sequence", type=int, default=4, help="frames unrolled per sample (temporal feedback)")
+    train.add_argument("--crop", type=int, default=96, help="display-resolution crop side")
+    train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--scale", type=float, default=2.0)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--held-out", default="", help="names of held-out datasets, recorded in the model card")
+    train.add_argument("--stop-after", type=int, help="run at most this many steps now, then checkpoint and stop")
+    train.add_argument("--quiet", action="store_true")
+    train.set_defaults(run=_train)
+
+    evaluate = subparsers.add_parser("eval", help="quality vs the native render on held-out datasets")
+    evaluate.add_argument("--workload", choices=["ss", "fe"], default="ss")
+    evaluate.add_argument("--k", type=int, default=2, help="FE: render every k-th frame in full")
+    evaluate.add_argument("--data", required=True, help="dataset folders, comma-separated")
+    evaluate.add_argument("--weights", help="weights file (default: the shipped one for --scale)")
+    evaluate.add_argument("--scale", type=float, default=2.0)
+    evaluate.add_argument("--policy", help="run through the cache with this policy (default: uncached)")
+    evaluate.add_argument("--json", help="also write the figures as JSON")
+    evaluate.set_defaults(run=_evaluate)

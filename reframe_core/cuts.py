@@ -125,6 +125,7 @@ class GraphAnalysis:
     module: fx.GraphModule
     info: dict[str, NodeInfo]
     input_resolution: int | None
+    primary_input: str | None = None
     _nodes: dict[str, fx.Node] = field(default_factory=dict)
     _labels: dict[str, str] = field(default_factory=dict)
 
@@ -142,9 +143,11 @@ class GraphAnalysis:
         with torch.no_grad():
             profiler.run(*example_inputs)
         placeholders = [n for n in traced.graph.nodes if n.op == "placeholder"]
-        resolutions = [profiler.info[n.name].resolution for n in placeholders if n.name in profiler.info]
-        resolutions = [r for r in resolutions if r is not None]
-        analysis = cls(traced, profiler.info, max(resolutions) if resolutions else None)
+        # The primary input is the first image-shaped one (the U-Net's x, the SS net's low-res colour):
+        # its resolution is "the first level", which every hit must still recompute from it.
+        images = [n for n in placeholders if n.name in profiler.info and profiler.info[n.name].resolution is not None]
+        analysis = cls(traced, profiler.info, profiler.info[images[0].name].resolution if images else None)
+        analysis.primary_input = images[0].name if images else (placeholders[0].name if placeholders else None)
         analysis._nodes = {n.name: n for n in traced.graph.nodes}
         analysis._labels = analysis._module_output_labels()
         return analysis
@@ -215,21 +218,21 @@ class GraphAnalysis:
         if not cached:
             return False, "caches nothing: the output does not depend on these tensors"
         hit_set = set(hit)
-        live: set[str] = set()  # hit nodes that depend on a current input through the hit path
+        live: set[str] = set()  # hit nodes that depend on the primary input through the hit path
         for node in self.module.graph.nodes:
             if node.name not in hit_set:
                 continue
-            if node.op == "placeholder" or any(a.name in live for a in node.all_input_nodes):
+            if node.name == self.primary_input or any(a.name in live for a in node.all_input_nodes):
                 live.add(node.name)
         if not any(a.name in live for a in self._output().all_input_nodes):
-            return False, "the output would not depend on the current inputs on a hit"
-        full_res = [
+            return False, f"the output would not depend on the current {self.primary_input} on a hit"
+        first_level = [
             n for n in live
             if self.info.get(n) and self.info[n].flops > 0
-            and (self.input_resolution is None or (self.info[n].resolution or 0) >= self.input_resolution)
+            and (self.input_resolution is None or self.info[n].resolution == self.input_resolution)
         ]
-        if not full_res:
-            return False, "a hit would recompute no full-resolution layer from the current inputs"
+        if not first_level:
+            return False, f"a hit would recompute no layer at the resolution of {self.primary_input} from it"
         return True, ""
 
     # --- candidates ------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from . import extranet, unet, unetpp
+from . import extranet, supersampling, unet, unetpp
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,7 @@ class NetworkEntry:
 NETWORKS: dict[str, NetworkEntry] = {
     "unet": NetworkEntry(unet.build, unet.example_inputs, "4-level U-Net (ReFrame's demo network)"),
     "unetpp": NetworkEntry(unetpp.build, unetpp.example_inputs, "4-level U-Net++ (nested skip paths)"),
+    "ss": NetworkEntry(supersampling.build, supersampling.example_inputs, "temporal supersampling (fast colour branch, cached G-buffer U-Net)"),
     "extranet": NetworkEntry(extranet.build, extranet.example_inputs, "ExtraNet frame extrapolation (gated convs, history branch)"),
 }
 

@@ -140,10 +140,10 @@ def build(**kwargs) -> ExtraNet:
     return ExtraNet(**kwargs)
 
 
-def example_inputs(height: int = 256, width: int = 256, batch: int = 1) -> tuple[torch.Tensor, ...]:
+def example_inputs(height: int = 256, width: int = 256, batch: int = 1, channels: int = 18) -> tuple[torch.Tensor, ...]:
     return (
         torch.rand(batch, 6, height, width),
-        torch.rand(batch, 6, height, width),
+        torch.rand(batch, channels - 12, height, width),
         (torch.rand(batch, 6, height, width) > 0.1).float(),
         torch.rand(batch, 3, 4, height, width),
     )

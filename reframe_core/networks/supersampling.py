@@ -1,0 +1,88 @@
+"""Temporal supersampling network, shaped for layer caching.
+
+Two branches meet at low resolution:
+
+* ``fast``: two convolutions over the current jittered colour and its jitter offset. It always runs.
+* ``slow``: a 3-level U-Net over the G-buffers (albedo, normal, depth) and colour: geometry and materials
+  change slowly from frame to frame, so its features can come from the cache (``cut="slow"``).
+
+Their joined features are up-sampled to the display resolution and combined there with the bilinear
+up-sampled colour and the previous output warped by motion (temporal feedback), which carries the detail
+gathered over earlier jittered frames. Colour is processed as ``log1p`` of linear radiance.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+GBUFFER_CHANNELS = 7  # albedo 3, normal 3, normalised depth 1
+
+
+def _conv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.LeakyReLU(0.1, inplace=True))
+
+
+class SlowBranch(nn.Module):
+    """U-Net over G-buffers + colour at levels 1, 1/2, 1/4 of the low resolution."""
+
+    def __init__(self, cin: int, width: int = 24):
+        super().__init__()
+        w = width
+        self.enc1 = nn.Sequential(_conv(cin, w), _conv(w, w))
+        self.enc2 = nn.Sequential(nn.AvgPool2d(2), _conv(w, 2 * w), _conv(2 * w, 2 * w))
+        self.enc3 = nn.Sequential(nn.AvgPool2d(2), _conv(2 * w, 4 * w), _conv(4 * w, 4 * w))
+        self.dec2 = nn.Sequential(_conv(6 * w, 2 * w), _conv(2 * w, 2 * w))
+        self.dec1 = nn.Sequential(_conv(3 * w, w), _conv(w, w))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e1 = self.enc1(x)
+        e2 = self.enc2(e1)
+        e3 = self.enc3(e2)
+        d2 = self.dec2(torch.cat([F.interpolate(e3, size=e2.shape[-2:], mode="bilinear", align_corners=False), e2], 1))
+        return self.dec1(torch.cat([F.interpolate(d2, size=e1.shape[-2:], mode="bilinear", align_corners=False), e1], 1))
+
+
+class SupersamplingNet(nn.Module):
+    """Low-res colour + G-buffers + jitter + warped history -> display-resolution colour.
+
+    Inputs of ``forward(color, gbuffer, jitter, history)``:
+        color: (B, 3, h, w) linear colour rendered at low resolution with sub-pixel jitter.
+        gbuffer: (B, 7, h, w) albedo, world normal, depth normalised as ``m / (m + d)`` (m: median depth).
+        jitter: (B, 2) sample offset in low-res pixels (x right, y down), in [-0.5, 0.5).
+        history: (B, 3, H, W) previous output warped to this frame (linear); on a reset, the bilinear
+            up-sampled colour. Its size sets the output size (any scale factor).
+    Returns: (B, 3, H, W) linear colour.
+    """
+
+    def __init__(self, width: int = 24):
+        super().__init__()
+        self.fast = nn.Sequential(_conv(3 + 2, width), _conv(width, width))
+        self.slow = SlowBranch(3 + GBUFFER_CHANNELS, width)
+        self.joint = nn.Sequential(_conv(2 * width, width), nn.Conv2d(width, 16, 3, padding=1))
+        self.refine = nn.Sequential(_conv(16 + 3 + 3, 24), _conv(24, 16), nn.Conv2d(16, 3, 3, padding=1))
+
+    def forward(self, color: torch.Tensor, gbuffer: torch.Tensor, jitter: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        tone = torch.log1p(color.clamp(min=0))
+        jitter_map = jitter[:, :, None, None].expand(-1, -1, color.shape[-2], color.shape[-1])
+        fast = self.fast(torch.cat([tone, jitter_map], 1))
+        slow = self.slow(torch.cat([tone, gbuffer], 1))
+        joint = self.joint(torch.cat([fast, slow], 1))
+        size = history.shape[-2:]
+        base = F.interpolate(tone, size=size, mode="bilinear", align_corners=False)
+        up = F.interpolate(joint, size=size, mode="bilinear", align_corners=False)
+        out = base + self.refine(torch.cat([up, base, torch.log1p(history.clamp(min=0))], 1))
+        return torch.expm1(out.clamp(min=0, max=12))
+
+
+CACHE_CUT = "slow"  # what the cache keeps between refreshes
+
+
+def build(**kwargs) -> SupersamplingNet:
+    return SupersamplingNet(**kwargs)
+
+
+def example_inputs(height: int = 256, width: int = 256, batch: int = 1, scale: float = 2.0) -> tuple[torch.Tensor, ...]:
+    h, w = round(height / scale), round(width / scale)
+    return (torch.rand(batch, 3, h, w), torch.rand(batch, GBUFFER_CHANNELS, h, w), torch.rand(batch, 2) - 0.5,
+            torch.rand(batch, 3, height, width))

@@ -1,0 +1,61 @@
+"""Training (deterministic, resumable), weights files and their errors, and the quality evaluation."""
+import json
+
+import pytest
+import torch
+
+from reframe_core.cli import main
+from reframe_core.networks import get_network
+from reframe_core.weights import WeightsError, load_network, save_weights
+
+pytestmark = pytest.mark.blender
+
+
+def _train(data, out, steps, *extra):
+    return main(["train", "--workload", "ss", "--data", str(data), "--out", str(out), "--steps", str(steps),
+                 "--batch", "2", "--sequence", "3", "--crop", "32", "--quiet", *extra])
+
+
+def test_training_is_deterministic_and_resumes(tiny_dataset, tmp_path):
+    straight = tmp_path / "straight.pt"
+    assert _train(tiny_dataset, straight, 4) == 0
+    resumed = tmp_path / "resumed.pt"
+    assert _train(tiny_dataset, resumed, 4, "--stop-after", "2") == 0  # an interrupted run
+    assert not resumed.exists() and resumed.with_suffix(".ckpt").exists()
+    assert _train(tiny_dataset, resumed, 4) == 0  # the same command again continues from step 2
+    a, _ = load_network(straight, "ss")
+    b, payload = load_network(resumed, "ss")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name
+    log = [json.loads(line) for line in resumed.with_suffix(".log.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in log] == [1, 2, 3, 4]
+    assert payload["card"]["train_frames"] == 6 and payload["card"]["workload"] == "ss"
+
+
+def test_weights_errors_name_the_file_and_architecture(tmp_path):
+    with pytest.raises(WeightsError, match=r"missing\.pt not found \(expected architecture 'ss'\)"):
+        load_network(tmp_path / "missing.pt", "ss")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(WeightsError, match="corrupt.pt.*damaged"):
+        load_network(corrupt, "ss")
+    other = tmp_path / "unet.pt"
+    save_weights(other, "unet", {}, get_network("unet").build(), {})
+    with pytest.raises(WeightsError, match="holds weights for 'unet', expected architecture 'ss'"):
+        load_network(other, "ss")
+    bad_shape = tmp_path / "bad.pt"
+    save_weights(bad_shape, "ss", {"width": 24}, get_network("ss").build(width=16), {})
+    with pytest.raises(WeightsError, match="shape mismatch"):
+        load_network(bad_shape, "ss")
+
+
+def test_eval_reports_network_and_bicubic(tiny_dataset, tmp_path, capsys):
+    weights = tmp_path / "w.pt"
+    assert _train(tiny_dataset, weights, 1) == 0
+    report_path = tmp_path / "q.json"
+    assert main(["eval", "--data", str(tiny_dataset), "--weights", str(weights), "--json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())["reports"][0]
+    assert report["frames"] == 6
+    for method in ("network", "bicubic"):
+        assert 0 < report[method]["flip_mean"] < 1 and report[method]["psnr_mean"] > 5
+    assert main(["eval", "--data", str(tiny_dataset), "--weights", str(weights), "--policy", "every:2"]) == 0
