@@ -6,23 +6,6 @@ import json
 from pathlib import Path
 
 
-def _demo(args) -> int:
-    from .demo import DEFAULT_POLICIES, format_table, run_demo
-
-    policies = args.policies.split(";") if args.policies else DEFAULT_POLICIES
-    from .policies import parse_policy
-
-    for spec in policies:
-        parse_policy(spec)  # fail before any work on a bad spec
-    rows, settings = run_demo(policies, frames=args.frames, size=args.size, seed=args.seed)
-    print(f"ReFrame demo: {settings['network']}, {settings['frames']} frames at {settings['size']}x{settings['size']}, "
-          f"camera cut at frame {settings['frames'] // 2 + 1}; cut {settings['cut']} caches {', '.join(settings['cached'])}; "
-          f"uncached {settings['uncached_ms_per_frame']:.1f} ms/frame, {settings['threads']} threads, torch {settings['torch']}")
-    print("speedup: uncached time / cached time over the sequence; PSNR and FLIP: cached output vs uncached output\n")
-    print(format_table(rows))
-    return 0
-
-
 def _cuts(args) -> int:
     from .cuts import GraphAnalysis
     from .networks import get_network
@@ -110,13 +93,6 @@ def _evaluate(args) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from .networks import NETWORKS
-
-    demo = subparsers.add_parser("demo", help="cached vs uncached inference, one table row per policy")
-    demo.add_argument("--policies", help="policy specs separated by ';' (default: a representative set)")
-    demo.add_argument("--frames", type=int, default=32)
-    demo.add_argument("--size", type=int, default=256)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.set_defaults(run=_demo)
 
     cuts = subparsers.add_parser("cuts", help="list a network's candidate cut points with the FLOPs a hit keeps")
     cuts.add_argument("--model", choices=sorted(NETWORKS), default="unet")

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .buffers import FrameBuffers
+from .networks.supersampling import upsample_unjittered
 from .hints import CameraHints
 from .warp import backward_warp, to_image, to_tensor
 
@@ -32,21 +33,11 @@ def upscale_motion(motion_lr: torch.Tensor, size: tuple[int, int]) -> torch.Tens
 
 
 def bicubic_upscale(color_lr: torch.Tensor, size: tuple[int, int], jitter: torch.Tensor | None = None) -> torch.Tensor:
-    """Bicubic up-sampling of a (jittered) low-res frame, sampled where the display pixels really are.
-
-    The low-res pixel (i, j) holds the scene at (j + 0.5 + jx, i + 0.5 + jy); the display pixel centre maps
-    to low-res coordinates ``(x + 0.5) * w / W``; we sample there minus the jitter.
-    """
-    b, _, h, w = color_lr.shape
-    height, width = size
-    xs = (torch.arange(width, dtype=color_lr.dtype) + 0.5) * w / width
-    ys = (torch.arange(height, dtype=color_lr.dtype) + 0.5) * h / height
-    jx = jitter[:, 0, None, None] if jitter is not None else torch.zeros(b, 1, 1)
-    jy = jitter[:, 1, None, None] if jitter is not None else torch.zeros(b, 1, 1)
-    gx = (xs[None, None, :] - jx) / w * 2 - 1
-    gy = (ys[None, :, None] - jy) / h * 2 - 1
-    grid = torch.stack([gx.expand(b, height, width), gy.expand(b, height, width)], dim=-1)
-    return F.grid_sample(color_lr, grid, mode="bicubic", padding_mode="border", align_corners=False).clamp(min=0)
+    """The baseline: bicubic up-sampling of a (jittered) low-res frame, sampled where the display pixels
+    really are (see :func:`upsample_unjittered`)."""
+    if jitter is None:
+        jitter = torch.zeros(color_lr.shape[0], 2, dtype=color_lr.dtype)
+    return upsample_unjittered(color_lr, jitter, size).clamp(min=0)
 
 
 def ss_inputs(low: FrameBuffers, history: torch.Tensor | None, size: tuple[int, int]) -> tuple[torch.Tensor, ...]:

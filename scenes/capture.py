@@ -120,7 +120,7 @@ def capture_settings(scene: bpy.types.Scene, settings: CaptureSettings, view_lay
     saved = [
         (render, _snapshot(render, ["engine", "resolution_x", "resolution_y", "resolution_percentage", "use_motion_blur",
                                     "film_transparent"])),
-        (eevee, _snapshot(eevee, ["taa_render_samples", "use_shadows", "use_raytracing", "use_gtao"])),
+        (eevee, _snapshot(eevee, ["taa_render_samples", "use_shadows", "use_raytracing", "use_volumetric_shadows"])),
         (layer, _snapshot(layer, ["use_pass_z", "use_pass_normal", "use_pass_vector", "use_pass_diffuse_color"])),
         (image, _snapshot(image, ["media_type", "file_format", "color_depth", "exr_codec"])),
     ]
@@ -132,7 +132,7 @@ def capture_settings(scene: bpy.types.Scene, settings: CaptureSettings, view_lay
         render.film_transparent = False
         eevee.taa_render_samples = 1 if settings.fast else settings.samples
         if settings.fast:
-            for name in ("use_shadows", "use_raytracing", "use_gtao"):
+            for name in ("use_shadows", "use_raytracing", "use_volumetric_shadows"):
                 if hasattr(eevee, name):
                     setattr(eevee, name, False)
         layer.use_pass_z = layer.use_pass_normal = layer.use_pass_vector = layer.use_pass_diffuse_color = True

@@ -64,7 +64,83 @@ def _dataset(args) -> int:
     return 0
 
 
+def _bench_capture(args) -> int:
+    import statistics
+
+    from .capture import CaptureSettings, capture, parse_frames
+
+    frames = parse_frames(args.frames)
+    resolution = (args.resolution, args.resolution)
+    results = {}
+    for mode, settings in (("full", CaptureSettings(resolution=resolution, samples=args.samples)),
+                           ("cheap G-buffer", CaptureSettings(resolution=resolution, fast=True))):
+        scene = get_scene(args.scene).build(0)
+        timings = [t for _, t in capture(scene, frames, settings)]
+        results[mode] = timings
+        render = statistics.median(t.render_s for t in timings)
+        overhead = statistics.median(t.overhead for t in timings)
+        print(f"{mode:<15} {args.scene} {args.resolution}x{args.resolution}: render median {render:.2f} s, "
+              f"EXR save {statistics.median(t.save_s for t in timings) * 1e3:.1f} ms, read+convert "
+              f"{statistics.median(t.read_s for t in timings) * 1e3:.1f} ms, capture overhead {overhead:.2%} of render (max "
+              f"{max(t.overhead for t in timings):.2%}), n={len(timings)}")
+    ratio = statistics.median(t.render_s for t in results["cheap G-buffer"]) / statistics.median(t.render_s for t in results["full"])
+    print(f"cheap G-buffer pass / full frame: {ratio:.0%}")
+    return 0
+
+
+def _demo_synthetic(args) -> int:
+    from reframe_core.demo import DEFAULT_POLICIES, format_table, run_demo
+
+    policies = args.policies.split(";") if args.policies else DEFAULT_POLICIES
+    from reframe_core.policies import parse_policy
+
+    for spec in policies:
+        parse_policy(spec)  # fail before any work on a bad spec
+    rows, settings = run_demo(policies, frames=int(args.frames or 32), size=args.size or 256, seed=args.seed)
+    print(f"ReFrame demo: {settings['network']}, {settings['frames']} frames at {settings['size']}x{settings['size']}, "
+          f"camera cut at frame {settings['frames'] // 2 + 1}; cut {settings['cut']} caches {', '.join(settings['cached'])}; "
+          f"uncached {settings['uncached_ms_per_frame']:.1f} ms/frame, {settings['threads']} threads, torch {settings['torch']}")
+    print("speedup: uncached time / cached time over the sequence; PSNR and FLIP: cached output vs uncached output\n")
+    print(format_table(rows))
+    return 0
+
+
+def _demo(args) -> int:
+    if args.synthetic:
+        return _demo_synthetic(args)
+    from reframe_core.policies import parse_policy
+
+    from .capture import parse_frames
+    from .demo import DEFAULT_POLICIES, format_report, run_render_demo
+
+    policies = args.policies.split(";") if args.policies else DEFAULT_POLICIES
+    for spec in policies:
+        parse_policy(spec)  # fail before any rendering on a bad spec
+    frames = parse_frames(args.frames or "1-12")
+    report = run_render_demo(args.scene, frames, args.size or 256, policies, args.out, args.samples)
+    print(f"ReFrame demo render: {report['scene']} frames {report['frames'][0]}-{report['frames'][1]}, EEVEE at "
+          f"{report['low_resolution']}x{report['low_resolution']} (jittered) -> SS 2x -> {report['resolution']}x{report['resolution']}; "
+          f"cut {report['cut']['name']} removes {report['cut']['flops_removed_share']:.0%} of a frame's FLOPs on a hit; "
+          f"{report['threads']} threads, torch {report['torch']}")
+    print("speedup: uncached SS time / cached SS time over the sequence (network only; EEVEE's render time is not in it)\n")
+    print(format_report(report))
+    print(f"\nwrote {args.out}/report.json and PNG strips ({report['strips']})")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
+    demo = subparsers.add_parser("demo", help="the demo render: EEVEE at half resolution + cached SS vs native")
+    demo.add_argument("--scene", default="slow_pan", choices=sorted(SCENES))
+    demo.add_argument("--frames", help="A-B (default 1-12)")
+    demo.add_argument("--size", type=int, help="display resolution (square), default 256")
+    demo.add_argument("--samples", type=int, default=16)
+    demo.add_argument("--policies", help="policy specs separated by ';'")
+    demo.add_argument("--out", default="out/demo")
+    demo.add_argument("--synthetic", action="store_true",
+                      help="no Blender: the reference U-Net on a synthetic pan (cached vs uncached only)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(run=_demo)
+
     scenes = subparsers.add_parser("scenes", help="the procedural scene library")
     sub = scenes.add_subparsers(dest="scenes_command", required=True, metavar="ACTION")
     listing = sub.add_parser("list", help="list scenes and what each covers")
@@ -86,3 +162,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dataset.add_argument("--out", required=True, help="output folder (resumable)")
     dataset.add_argument("--quiet", action="store_true", help="no progress bar")
     dataset.set_defaults(run=_dataset)
+
+    bench = subparsers.add_parser("bench-capture", help="EEVEE render vs capture overhead; cheap G-buffer vs full frame")
+    bench.add_argument("--scene", default="slow_pan", choices=sorted(SCENES))
+    bench.add_argument("--frames", default="10-14")
+    bench.add_argument("--resolution", type=int, default=256)
+    bench.add_argument("--samples", type=int, default=16)
+    bench.set_defaults(run=_bench_capture)

@@ -15,7 +15,7 @@ def test_cuts_lists_candidates_with_flops_share(capsys):
 
 
 def test_demo_prints_a_row_per_policy(capsys):
-    assert main(["demo", "--frames", "4", "--size", "32", "--policies", "always;every:2"]) == 0
+    assert main(["demo", "--synthetic", "--frames", "4", "--size", "32", "--policies", "always;every:2"]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith(("always", "every:2"))]
     assert len(rows) == 2
@@ -23,7 +23,7 @@ def test_demo_prints_a_row_per_policy(capsys):
 
 
 def test_bad_policy_is_one_clear_error(capsys):
-    assert main(["demo", "--policies", "sometimes"]) == 2
+    assert main(["demo", "--synthetic", "--policies", "sometimes"]) == 2
     err = capsys.readouterr().err
     assert "unknown policy 'sometimes'" in err and "every:N" in err
 

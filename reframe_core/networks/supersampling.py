@@ -6,9 +6,10 @@ Two branches meet at low resolution:
 * ``slow``: a 3-level U-Net over the G-buffers (albedo, normal, depth) and colour: geometry and materials
   change slowly from frame to frame, so its features can come from the cache (``cut="slow"``).
 
-Their joined features are up-sampled to the display resolution and combined there with the bilinear
-up-sampled colour and the previous output warped by motion (temporal feedback), which carries the detail
-gathered over earlier jittered frames. Colour is processed as ``log1p`` of linear radiance.
+Their joined features are up-sampled to the display resolution and combined there with the bicubic
+up-sampled colour (jitter undone) and the previous output warped by motion (temporal feedback): the last
+layers predict, per display pixel, how much of the history to keep and a colour correction, so the jittered
+samples of successive frames accumulate as in TAA. Colour is processed as ``log1p`` of linear radiance.
 """
 from __future__ import annotations
 
@@ -43,6 +44,21 @@ class SlowBranch(nn.Module):
         return self.dec1(torch.cat([F.interpolate(d2, size=e1.shape[-2:], mode="bilinear", align_corners=False), e1], 1))
 
 
+def upsample_unjittered(image: torch.Tensor, jitter: torch.Tensor, size, mode: str = "bicubic") -> torch.Tensor:
+    """Up-sample a jittered low-res image to ``size``, sampling where each display pixel really is.
+
+    Low-res pixel (i, j) holds the scene at (j + 0.5 + jx, i + 0.5 + jy): the display pixel centre x maps to
+    low-res coordinate ``(x + 0.5) * w / W`` and is read at that minus the jitter.
+    """
+    h, w = image.shape[-2], image.shape[-1]
+    xs = (torch.arange(size[1], dtype=image.dtype, device=image.device) + 0.5) * (w / size[1])
+    ys = (torch.arange(size[0], dtype=image.dtype, device=image.device) + 0.5) * (h / size[0])
+    gx = (xs[None, None, :] - jitter[:, 0, None, None]) / w * 2 - 1
+    gy = (ys[None, :, None] - jitter[:, 1, None, None]) / h * 2 - 1
+    grid = torch.stack([gx.expand(-1, size[0], -1), gy.expand(-1, -1, size[1])], dim=-1)
+    return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=False)
+
+
 class SupersamplingNet(nn.Module):
     """Low-res colour + G-buffers + jitter + warped history -> display-resolution colour.
 
@@ -60,7 +76,9 @@ class SupersamplingNet(nn.Module):
         self.fast = nn.Sequential(_conv(3 + 2, width), _conv(width, width))
         self.slow = SlowBranch(3 + GBUFFER_CHANNELS, width)
         self.joint = nn.Sequential(_conv(2 * width, width), nn.Conv2d(width, 16, 3, padding=1))
-        self.refine = nn.Sequential(_conv(16 + 3 + 3, 24), _conv(24, 16), nn.Conv2d(16, 3, 3, padding=1))
+        # Per display pixel: a blend weight between the warped history and the current frame (as TAA does,
+        # which is what accumulates the jittered samples over frames) and a colour correction.
+        self.refine = nn.Sequential(_conv(16 + 3 + 3, 24), _conv(24, 16), nn.Conv2d(16, 4, 3, padding=1))
 
     def forward(self, color: torch.Tensor, gbuffer: torch.Tensor, jitter: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         tone = torch.log1p(color.clamp(min=0))
@@ -69,9 +87,13 @@ class SupersamplingNet(nn.Module):
         slow = self.slow(torch.cat([tone, gbuffer], 1))
         joint = self.joint(torch.cat([fast, slow], 1))
         size = history.shape[-2:]
-        base = F.interpolate(tone, size=size, mode="bilinear", align_corners=False)
-        up = F.interpolate(joint, size=size, mode="bilinear", align_corners=False)
-        out = base + self.refine(torch.cat([up, base, torch.log1p(history.clamp(min=0))], 1))
+        # The jitter is undone here, exactly: the layers only learn what interpolation cannot give.
+        base = upsample_unjittered(tone, jitter, size)
+        up = upsample_unjittered(joint, jitter, size, mode="bilinear")
+        past = torch.log1p(history.clamp(min=0))
+        refined = self.refine(torch.cat([up, base, past], 1))
+        weight = torch.sigmoid(refined[:, :1])
+        out = weight * past + (1 - weight) * base + refined[:, 1:]
         return torch.expm1(out.clamp(min=0, max=12))
 
 
