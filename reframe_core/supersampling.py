@@ -89,5 +89,6 @@ class Supersampler:
                 refreshed, reason = decision.refresh, decision.reason
             else:
                 out, refreshed, reason = self.model(*inputs), None, "uncached"
+        out = out.clamp(min=0)
         self._previous = out
         return SupersampledFrame(to_image(out), refreshed, reason)

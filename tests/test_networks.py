@@ -33,7 +33,7 @@ def test_supersampling_net_outputs_display_size_and_caches_its_slow_branch():
         inputs = entry.example_inputs(48, 48, scale=scale)
         model = entry.build().eval()
         out = model(*inputs)
-        assert out.shape == (1, 3, 48, 48) and (out >= 0).all()
+        assert out.shape == (1, 3, 48, 48) and (out > -1).all()  # expm1 of log colour
     cached = cache_model(model, inputs)
     assert cached.plan.name == "slow" and cached.plan.removed_share > 0.3
     hit = {n.split("_")[0] for n in cached.plan.hit_nodes}

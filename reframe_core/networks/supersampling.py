@@ -68,7 +68,7 @@ class SupersamplingNet(nn.Module):
         jitter: (B, 2) sample offset in low-res pixels (x right, y down), in [-0.5, 0.5).
         history: (B, 3, H, W) previous output warped to this frame (linear); on a reset, the bilinear
             up-sampled colour. Its size sets the output size (any scale factor).
-    Returns: (B, 3, H, W) linear colour.
+    Returns: (B, 3, H, W) linear colour (may dip slightly below 0; consumers clamp).
     """
 
     def __init__(self, width: int = 24):
@@ -94,7 +94,8 @@ class SupersamplingNet(nn.Module):
         refined = self.refine(torch.cat([up, base, past], 1))
         weight = torch.sigmoid(refined[:, :1])
         out = weight * past + (1 - weight) * base + refined[:, 1:]
-        return torch.expm1(out.clamp(min=0, max=12))
+        # No lower clamp: it would stop gradients where the output dips below zero (a dead network).
+        return torch.expm1(out.clamp(max=12))
 
 
 CACHE_CUT = "slow"  # what the cache keeps between refreshes
