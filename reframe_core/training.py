@@ -52,7 +52,19 @@ class _Frame:
     jitter: torch.Tensor  # (2,)
     motion: torch.Tensor  # (2, H, W) display pixels
     target: torch.Tensor  # (3, H, W)
-    cut: bool
+
+
+def _runs_between_cuts(data: Dataset, scale: float, make_item) -> list[list]:
+    """``make_item(buffers, frame)`` for every frame at ``scale``, split into runs at camera cuts."""
+    runs: list[list] = []
+    previous = None
+    for frame in data.frames(scale):
+        buffers = data.load(frame, scale)
+        if buffers.camera.hints(previous.camera if previous else None).cut or not runs:
+            runs.append([])
+        runs[-1].append(make_item(buffers, frame))
+        previous = buffers
+    return runs
 
 
 def load_ss_sequences(roots: list[str], scale: float) -> list[list[_Frame]]:
@@ -62,21 +74,13 @@ def load_ss_sequences(roots: list[str], scale: float) -> list[list[_Frame]]:
         data = Dataset.open(root)
         if scale not in data.scales or 1.0 not in data.scales:
             raise ValueError(f"{root} lacks scale {scale:g} or scale 1 (has {data.scales}); capture with --scales 1,{scale:g}")
-        run: list[_Frame] = []
-        previous = None
-        for frame in data.frames(scale):
-            low, high = data.load(frame, scale), data.load(frame, 1.0)
-            cut = low.camera.hints(previous.camera if previous else None).cut
-            size = high.color.shape[:2]
-            item = _Frame(to_tensor(low.color)[0], to_tensor(gbuffer(low))[0], torch.tensor(low.jitter),
-                          upscale_motion(to_tensor(low.motion_prev), size)[0], to_tensor(high.color)[0], cut)
-            if cut and run:
-                sequences.append(run)
-                run = []
-            run.append(item)
-            previous = low
-        if run:
-            sequences.append(run)
+
+        def item(low, frame):
+            high = data.load(frame, 1.0)
+            return _Frame(to_tensor(low.color)[0], to_tensor(gbuffer(low))[0], torch.tensor(low.jitter),
+                          upscale_motion(to_tensor(low.motion_prev), high.color.shape[:2])[0], to_tensor(high.color)[0])
+
+        sequences += _runs_between_cuts(data, scale, item)
     return sequences
 
 
@@ -126,29 +130,15 @@ class _FEFrame:
     motion_prev: torch.Tensor  # (2, H, W)
     motion_next: torch.Tensor
     feature: torch.Tensor  # (7, H, W)
-    cut: bool
 
 
 def load_fe_sequences(roots: list[str]) -> list[list[_FEFrame]]:
     """Every dataset's scale-1 frames, split into runs at camera cuts."""
-    sequences: list[list[_FEFrame]] = []
-    for root in roots:
-        data = Dataset.open(root)
-        run: list[_FEFrame] = []
-        previous = None
-        for frame in data.frames(1.0):
-            fb = data.load(frame, 1.0)
-            cut = fb.camera.hints(previous.camera if previous else None).cut
-            item = _FEFrame(to_tensor(fb.color)[0], to_tensor(fb.motion_prev)[0], to_tensor(fb.motion_next)[0],
-                            feature_tensor(fb)[0], cut)
-            if cut and run:
-                sequences.append(run)
-                run = []
-            run.append(item)
-            previous = fb
-        if run:
-            sequences.append(run)
-    return sequences
+    def item(fb, frame):
+        return _FEFrame(to_tensor(fb.color)[0], to_tensor(fb.motion_prev)[0], to_tensor(fb.motion_next)[0],
+                        feature_tensor(fb)[0])
+
+    return [run for root in roots for run in _runs_between_cuts(Dataset.open(root), 1.0, item)]
 
 
 def _sample_fe(sequences, config: TrainConfig, generator: torch.Generator):
