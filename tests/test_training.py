@@ -59,3 +59,15 @@ def test_eval_reports_network_and_bicubic(tiny_dataset, tmp_path, capsys):
     for method in ("network", "bicubic"):
         assert 0 < report[method]["flip_mean"] < 1 and report[method]["psnr_mean"] > 5
     assert main(["eval", "--data", str(tiny_dataset), "--weights", str(weights), "--policy", "every:2"]) == 0
+
+
+def test_fe_training_writes_extranet_weights_and_eval_runs(tiny_dataset, tmp_path, capsys):
+    weights = tmp_path / "fe.pt"
+    assert main(["train", "--workload", "fe", "--data", str(tiny_dataset), "--out", str(weights), "--steps", "2",
+                 "--batch", "2", "--crop", "32", "--quiet"]) == 0
+    model, payload = load_network(weights, "extranet")
+    assert payload["config"] == {"n_channels": 19} and payload["card"]["workload"] == "fe"
+    report_path = tmp_path / "fe.json"
+    assert main(["eval", "--workload", "fe", "--data", str(tiny_dataset), "--weights", str(weights), "--json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())["reports"][0]
+    assert report["extrapolated_frames"] == 3 and report["reprojection"]["flip_mean"] > 0
