@@ -59,7 +59,6 @@ def run_render_demo(scene: str = "slow_pan", frames: range = range(1, 13), resol
     native = [data.load(f, 1.0).color for f in frames]
     size = native[0].shape[:2]
     model, payload = load_network(shipped("ss_x2"), expected_arch="ss")
-    torch.set_num_threads(torch.get_num_threads())
     _run(model, low[:2], size)  # warm-up
     uncached, uncached_times = _run(model, low, size)
     bicubic = [to_image(bicubic_upscale(to_tensor(fb.color), size, torch.tensor(fb.jitter)[None])) for fb in low]
@@ -67,8 +66,8 @@ def run_render_demo(scene: str = "slow_pan", frames: range = range(1, 13), resol
             {"method": "SS uncached", "ms_per_frame": 1e3 * float(np.mean(uncached_times)),
              "flip_vs_native": float(np.mean([flip(n, o).mean for n, o in zip(native, uncached)]))}]
     first_cached = None
+    example = get_network("ss").example_inputs(size[0], size[1])
     for spec in policies:
-        example = get_network("ss").example_inputs(size[0], size[1])
         cached = cache_model(model, example, cut="auto", policy=spec)
         outputs, times = _run(cached, low, size)
         first_cached = first_cached or outputs
@@ -83,7 +82,7 @@ def run_render_demo(scene: str = "slow_pan", frames: range = range(1, 13), resol
         _png(out / f"frame_{frame:04d}.png", [bicubic[i], uncached[i], first_cached[i], native[i]])
     report = {"scene": scene, "frames": [frames.start, frames.stop - 1], "resolution": resolution,
               "low_resolution": resolution // 2, "samples": samples, "weights_card": payload.get("card"),
-              "cut": cache_model(model, get_network("ss").example_inputs(size[0], size[1])).plan.describe(),
+              "cut": cached.plan.describe(),  # the same cut for every policy
               "threads": torch.get_num_threads(), "torch": torch.__version__, "rows": rows,
               "strips": "bicubic | SS uncached | SS cached (" + policies[0] + ") | native"}
     atomic_write(out / "report.json", lambda tmp: tmp.write_text(json.dumps(report, indent=2)))
