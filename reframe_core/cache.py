@@ -180,6 +180,12 @@ class CachedModel(nn.Module):
     def clear_stats(self) -> None:
         self.decisions.clear()
 
+    def compile(self, **options) -> "CachedModel":
+        """``torch.compile`` the refresh and hit passes separately (each is a fixed graph), in place."""
+        self._full = torch.compile(self._full, **options)
+        self._hit = torch.compile(self._hit, **options)
+        return self
+
     @property
     def stats(self) -> CacheStats:
         decisions = self.decisions

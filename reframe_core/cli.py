@@ -36,7 +36,9 @@ def _is_user_error(exc: Exception) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # reports record the command that produced them
     try:
         return int(args.run(args) or 0)
     except BrokenPipeError:  # output piped into `head`: not an error

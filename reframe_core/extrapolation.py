@@ -20,6 +20,7 @@ import torch
 
 from .buffers import FrameBuffers
 from .hints import CameraHints
+from .placement import Placement
 from .supersampling import gbuffer
 from .warp import backward_warp, disocclusion_mask, in_frame_mask, to_image, to_tensor
 
@@ -73,12 +74,14 @@ class Extrapolator:
 
     Call :meth:`step` with each frame's buffers in order; frames where ``is_full_frame`` is True must carry a
     real colour; the others only need G-buffers and motion (the cheap pass). Returns the colour shown.
+    ``placement``: device, precision and layout of the network call (default: CPU float32).
     """
 
-    def __init__(self, model, k: int = 2):
+    def __init__(self, model, k: int = 2, placement: Placement | None = None):
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         self.model, self.k = model, k
+        self.placement = placement or Placement()
         self._history: deque[_Shown] = deque(maxlen=3)
         self._index = 0
 
@@ -98,26 +101,28 @@ class Extrapolator:
         if hints is not None and hints.cut:
             self._history.clear()
             self._index = 0
-        motion = to_tensor(frame.motion_prev)
+        device = self.placement.device
+        motion = to_tensor(frame.motion_prev).to(device)
         if self._history:  # bring the history to this frame
             colors, masks = warp_history([h.color for h in self._history], [h.mask for h in self._history], motion)
             for item, color, mask in zip(self._history, colors, masks):
                 item.color, item.mask = color, mask
         if full:
-            shown = to_tensor(frame.color)
+            shown = to_tensor(frame.color).to(device)
         else:
             history = [h.color for h in self._history]
             masks = [h.mask for h in self._history]
             while len(history) < 3:  # fewer than three frames since the start or a cut: repeat the oldest
                 history.insert(0, history[0])
                 masks.insert(0, masks[0])
-            inputs = fe_inputs(history, masks, motion, self._history[-1].motion_next, feature_tensor(frame))
+            inputs = self.placement.inputs(fe_inputs(history, masks, motion, self._history[-1].motion_next,
+                                                     feature_tensor(frame).to(device)))
             with torch.inference_mode():
                 if hasattr(self.model, "plan"):
                     shown = self.model(*inputs, hints=hints)
                 else:
                     shown = self.model(*inputs)
-                shown = shown.clamp(min=0)
-        self._history.append(_Shown(shown, torch.ones_like(shown[:, :1]), to_tensor(frame.motion_next)))
+                shown = shown.float().clamp(min=0)
+        self._history.append(_Shown(shown, torch.ones_like(shown[:, :1]), to_tensor(frame.motion_next).to(device)))
         self._index += 1
         return to_image(shown), full

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from .buffers import FrameBuffers
 from .networks.supersampling import upsample_unjittered
 from .hints import CameraHints
+from .placement import Placement
 from .warp import backward_warp, to_image, to_tensor
 
 
@@ -61,13 +62,15 @@ class Supersampler:
     history on camera cuts, and asks the cache (if any) whether to refresh.
 
     Args:
-        model: a SupersamplingNet, or a CachedModel wrapping one.
+        model: a SupersamplingNet, or a CachedModel wrapping one, already on ``placement``'s device/dtype.
         size: display (height, width).
+        placement: device, precision and layout of the network call (default: CPU float32).
     """
 
-    def __init__(self, model, size: tuple[int, int]):
+    def __init__(self, model, size: tuple[int, int], placement: Placement | None = None):
         self.model = model
         self.size = size
+        self.placement = placement or Placement()
         self._previous: torch.Tensor | None = None
 
     def reset(self) -> None:
@@ -78,10 +81,12 @@ class Supersampler:
     def step(self, low: FrameBuffers, hints: CameraHints | None = None) -> SupersampledFrame:
         if hints is not None and hints.cut:
             self._previous = None
+        device = self.placement.device
         history = None
         if self._previous is not None:
-            history = backward_warp(self._previous, upscale_motion(to_tensor(low.motion_prev), self.size))
-        inputs = ss_inputs(low, history, self.size)
+            motion = upscale_motion(to_tensor(low.motion_prev).to(device), self.size)
+            history = backward_warp(self._previous, motion)
+        inputs = self.placement.inputs(ss_inputs(low, history, self.size))
         with torch.inference_mode():
             if hasattr(self.model, "plan"):  # a CachedModel: the policy decides
                 out = self.model(*inputs, hints=hints)
@@ -89,6 +94,6 @@ class Supersampler:
                 refreshed, reason = decision.refresh, decision.reason
             else:
                 out, refreshed, reason = self.model(*inputs), None, "uncached"
-        out = out.clamp(min=0)
+        out = out.float().clamp(min=0)
         self._previous = out
         return SupersampledFrame(to_image(out), refreshed, reason)

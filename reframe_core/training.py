@@ -43,6 +43,24 @@ class TrainConfig:
     checkpoint_every: int = 100
     stop_after: int | None = None  # steps to run in this invocation (then checkpoint and stop); None: all
     held_out: list[str] = field(default_factory=list)  # recorded in the model card
+    loss: str = "log1p"  # "log1p": L1 of log(1 + colour); "tonemap": L1 after the metrics' display tonemap
+
+
+LOSSES = ("log1p", "tonemap")
+
+
+def tonemap_torch(linear: torch.Tensor) -> torch.Tensor:
+    """:func:`metrics.tonemap_ldr` in torch (Reinhard, then sRGB), with finite gradients at 0."""
+    c = linear.clamp(min=0)
+    c = c / (1 + c)
+    return torch.where(c <= 0.0031308, 12.92 * c, 1.055 * c.clamp(min=0.0031308) ** (1 / 2.4) - 0.055)
+
+
+def image_loss(out: torch.Tensor, target: torch.Tensor, kind: str = "log1p") -> torch.Tensor:
+    """L1 in log space, or in the display space FLIP is computed in (``tonemap``)."""
+    if kind == "tonemap":
+        return F.l1_loss(tonemap_torch(out), tonemap_torch(target))
+    return F.l1_loss(torch.log1p(out), torch.log1p(target))
 
 
 @dataclass
@@ -108,8 +126,8 @@ def _sample_ss(sequences, config: TrainConfig, generator: torch.Generator):
     return {k: torch.stack(v, dim=1) for k, v in batch.items()}
 
 
-def ss_sequence_loss(model, batch, device) -> torch.Tensor:
-    """L1 in log space over every frame of the unrolled sequence."""
+def ss_sequence_loss(model, batch, device, kind: str = "log1p") -> torch.Tensor:
+    """:func:`image_loss` over every frame of the unrolled sequence."""
     frames = batch["color"].shape[0]
     size = batch["target"].shape[-2:]
     previous = None
@@ -119,7 +137,7 @@ def ss_sequence_loss(model, batch, device) -> torch.Tensor:
         jitter = batch["jitter"][t].to(device)
         history = bicubic_upscale(color, size, jitter) if previous is None else backward_warp(previous, batch["motion"][t].to(device))
         out = model(color, batch["gbuffer"][t].to(device), jitter, history)
-        loss = loss + F.l1_loss(torch.log1p(out), torch.log1p(batch["target"][t].to(device)))
+        loss = loss + image_loss(out, batch["target"][t].to(device), kind)
         previous = out
     return loss / frames
 
@@ -160,8 +178,8 @@ def _sample_fe(sequences, config: TrainConfig, generator: torch.Generator):
     return {k: torch.stack(v, dim=1) for k, v in batch.items()}
 
 
-def fe_loss(model, batch, device) -> torch.Tensor:
-    """Extrapolate frame t from rendered frames t-3..t-1; L1 in log space against the rendered frame t."""
+def fe_loss(model, batch, device, kind: str = "log1p") -> torch.Tensor:
+    """Extrapolate frame t from rendered frames t-3..t-1; :func:`image_loss` against the rendered frame t."""
     b = {k: v.to(device) for k, v in batch.items()}
     colors, masks = [b["color"][0]], [torch.ones_like(b["color"][0][:, :1])]
     for t in (1, 2):
@@ -171,7 +189,7 @@ def fe_loss(model, batch, device) -> torch.Tensor:
     colors, masks = warp_history(colors, masks, b["motion_prev"][3])
     inputs = fe_inputs(colors, masks, b["motion_prev"][3], b["motion_next"][2], b["feature"][3])
     out = model(*inputs).clamp(min=0)
-    return F.l1_loss(torch.log1p(out), torch.log1p(b["color"][3]))
+    return image_loss(out, b["color"][3], kind)
 
 
 def _checkpoint_path(config: TrainConfig) -> Path:
@@ -184,6 +202,8 @@ def train(config: TrainConfig, show_progress: bool = True) -> dict:
 
     if config.workload not in ("ss", "fe"):
         raise ValueError(f"unknown workload {config.workload!r}: 'ss' or 'fe'")
+    if config.loss not in LOSSES:
+        raise ValueError(f"unknown loss {config.loss!r}: one of {', '.join(LOSSES)}")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(config.seed)
     arch, arch_config = ("ss", {"width": config.width}) if config.workload == "ss" else ("extranet", {"n_channels": N_CHANNELS})
@@ -220,7 +240,7 @@ def train(config: TrainConfig, show_progress: bool = True) -> dict:
     last = config.steps if config.stop_after is None else min(config.steps, step + config.stop_after)
     while step < last:
         batch = sample(sequences, config, generator)
-        loss = loss_of(model, batch, device)
+        loss = loss_of(model, batch, device, config.loss)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -244,7 +264,7 @@ def train(config: TrainConfig, show_progress: bool = True) -> dict:
                 "train_data": [Path(d).name for d in config.data], "seconds_this_run": round(time.perf_counter() - started, 1),
                 "device": device}
     card = {"workload": config.workload, "scale": config.scale if config.workload == "ss" else 1.0, "steps": config.steps, "batch": config.batch,
-            "sequence": config.sequence, "crop": config.crop, "seed": config.seed,
+            "sequence": config.sequence, "crop": config.crop, "seed": config.seed, "loss": config.loss, "lr": config.lr,
             "train_data": [Path(d).name for d in config.data], "held_out": config.held_out,
             "train_frames": frames, "final_loss_ema": running, "device": device,
             "seconds_this_run": round(time.perf_counter() - started, 1)}

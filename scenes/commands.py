@@ -128,6 +128,120 @@ def _demo(args) -> int:
     return 0
 
 
+def _ensure_dataset(scene: str, root: Path, frames: range | None, scales: tuple[float, ...], resolution: int,
+                    samples: int) -> Path:
+    """The dataset folder for ``scene``, capturing (with Blender) only the frames it lacks."""
+    from reframe_core.dataset import Dataset
+
+    if root.joinpath("metadata.json").exists():
+        data = Dataset.open(root)
+        have = [set(data.frames(s)) for s in scales]
+        wanted = set(frames) if frames is not None else set.intersection(*have)
+        if wanted and all(wanted <= h for h in have):
+            return root
+    if "/" in scene and not scene.endswith(".blend"):
+        raise FileNotFoundError(f"{root} is not a complete dataset for scales {', '.join(f'{s:g}' for s in scales)}; "
+                                f"capture it with reframe-blender dataset --scales {','.join(f'{s:g}' for s in scales)} --out {root}")
+    try:
+        import bpy  # noqa: F401
+    except ImportError:
+        raise FileNotFoundError(f"no captured frames of {scene} in {root}, and Blender's bpy module is not installed to "
+                                "capture them: pip install 'reframe-blender[bpy]', or run inside Blender") from None
+    from .capture import parse_frames
+    from .dataset import DatasetSpec, write_dataset
+
+    if frames is None:
+        first, last = get_scene(scene).frames if not scene.endswith(".blend") else (None, None)
+        if first is None:
+            raise FileNotFoundError(f"--frames is required to capture {scene}")
+        frames = parse_frames(f"{first}-{min(last, first + 15)}")
+    print(f"capturing {scene} frames {frames.start}-{frames.stop - 1} at {resolution}x{resolution}, {samples} samples -> {root}")
+    write_dataset(DatasetSpec(scene=scene, frames=frames, scales=scales, resolution=(resolution, resolution),
+                              samples=samples), root)
+    return root
+
+
+def _bench(args) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from reframe_core import bench
+    from reframe_core.cli import UserError
+    from reframe_core.placement import Placement
+    from reframe_core.policies import parse_policy, split_policy_list
+    from reframe_core.weights import load_network, shipped
+
+    from .capture import parse_frames
+
+    workloads = [w.strip() for w in args.workload.split(",") if w.strip()]
+    for w in workloads:
+        if w not in ("ss", "fe"):
+            raise UserError(f"unknown workload {w!r} in --workload: use ss, fe or ss,fe")
+    placement = Placement(args.device, args.precision, args.channels_last)
+    if args.precision == "fp16" and not placement.is_cuda:
+        raise UserError("--precision fp16 needs --device cuda (CPU kernels for fp16 convolutions are slow or missing); use bf16 or fp32 on CPU")
+    frames = parse_frames(args.frames) if args.frames else None
+    scenes = [s.strip() for s in args.scenes.split(",") if s.strip()]
+    if not scenes:
+        raise UserError("--scenes needs at least one scene name or dataset folder")
+    policy_lists = {}
+    for w in workloads:
+        specs = bench.DEFAULT_POLICIES[w] if args.policies == "default" else split_policy_list(args.policies)
+        for spec in specs:
+            parse_policy(spec)  # a bad spec fails before any capture or measuring
+        policy_lists[w] = specs
+    for path in filter(None, (args.json, args.plot, args.maps and Path(args.maps) / "x")):
+        try:  # before any work: a report that cannot be written is found out now, not after the run
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create the folder of {path}: {exc.strerror or exc}; choose another path") from None
+    if args.weights and len(workloads) > 1:
+        raise UserError("--weights applies to one workload: run ss and fe separately with their own --weights")
+    scales = (1.0, args.scale)
+    roots = {}
+    for scene in scenes:  # capture first: any capture error stops before minutes of measuring
+        root = Path(scene) if "/" in scene else Path(args.data_root) / scene
+        roots[scene] = _ensure_dataset(scene, root, frames, scales, args.resolution, args.samples)
+    maps_dir = Path(args.maps) if args.maps else (Path(args.json).with_suffix("").with_name(Path(args.json).stem + "_maps") if args.json else None)
+    results = []
+    for w in workloads:
+        workload = bench.make_workload(w, args.scale, args.k)
+        default = shipped(f"ss_x{args.scale:g}" if w == "ss" else "fe_extranet")
+        model, payload = load_network(args.weights or default, expected_arch=workload.arch)
+        model = placement.model(model)
+        for scene in scenes:
+            sequence = bench.dataset_sequence(roots[scene], w, args.scale, list(frames) if frames else None)
+            with tqdm(total=len(sequence.frames), desc=f"bench {w} {sequence.name}", unit="frame", disable=args.quiet) as bar:
+                result = bench.measure_sequence(workload, sequence, model, policy_lists[w], placement, cut=args.cut,
+                                                warmup=args.warmup, worst=args.worst, maps_dir=maps_dir,
+                                                compile_model=args.compile, progress=lambda: bar.update(1))
+            result["weights"] = str(args.weights or default)
+            results.append(result)
+    summary = bench.summarize(results)
+    print(bench.format_table(results))
+    print()
+    print(bench.format_summary(summary))
+    report = {"schema": bench.SCHEMA, "command": "reframe-blender " + " ".join(args.argv),
+              "machine": bench.machine_info(placement),
+              "settings": {"workloads": workloads, "scenes": scenes, "scale": args.scale, "k": args.k,
+                           "device": args.device, "precision": args.precision, "channels_last": args.channels_last,
+                           "compile": args.compile, "warmup": args.warmup, "cut": args.cut,
+                           "torch_threads": torch.get_num_threads()},
+              "target": bench.TARGET, "results": results, "summary": summary}
+    if args.json:
+        import json
+
+        from reframe_core.buffers import atomic_write
+
+        text = json.dumps(report, indent=1)
+        atomic_write(Path(args.json), lambda tmp: tmp.write_text(text))
+        print(f"wrote {args.json}" + (f" and error maps in {maps_dir}" if maps_dir else ""))
+    if args.plot:
+        bench.plot_pareto(summary, args.plot, title=", ".join(scenes))
+        print(f"wrote {args.plot}")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     demo = subparsers.add_parser("demo", help="the demo render: EEVEE at half resolution + cached SS vs native")
     demo.add_argument("--scene", default="slow_pan", choices=sorted(SCENES))
@@ -162,6 +276,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dataset.add_argument("--out", required=True, help="output folder (resumable)")
     dataset.add_argument("--quiet", action="store_true", help="no progress bar")
     dataset.set_defaults(run=_dataset)
+
+    bench = subparsers.add_parser("bench", help="speed vs quality of caching per workload, scene and policy (JSON, plot)")
+    bench.add_argument("--workload", default="ss", help="ss, fe or ss,fe")
+    bench.add_argument("--scenes", default="slow_pan", help="scene names (captured into --data-root if missing) or dataset folders, comma-separated")
+    bench.add_argument("--policies", default="default",
+                       help="comma-separated policy specs, or 'default': the paper's every:N and delta:T beside ours, as threshold sweeps")
+    bench.add_argument("--frames", help="A-B (default: every frame the dataset has; 16 frames when capturing)")
+    bench.add_argument("--data-root", default="out/data", help="where scene datasets live (default out/data)")
+    bench.add_argument("--resolution", type=int, default=256, help="display resolution when capturing")
+    bench.add_argument("--samples", type=int, default=8, help="EEVEE samples when capturing")
+    bench.add_argument("--scale", type=float, default=2.0, help="SS scale (per axis)")
+    bench.add_argument("--k", type=int, default=2, help="FE: every k-th frame rendered in full")
+    bench.add_argument("--weights", help="weights file (default: the shipped one of the workload)")
+    bench.add_argument("--cut", default="auto", help="cut point (reframe-blender cuts lists them)")
+    bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    bench.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    bench.add_argument("--channels-last", action="store_true", help="channels-last memory layout")
+    bench.add_argument("--compile", action="store_true", help="torch.compile the uncached net and each cache's passes")
+    bench.add_argument("--warmup", type=int, default=3, help="frames run by every runner before measuring")
+    bench.add_argument("--worst", type=int, default=2, help="error-map PNGs of this many worst frames per policy")
+    bench.add_argument("--json", help="write the full report here")
+    bench.add_argument("--plot", help="write the Pareto plot (speedup vs mean FLIP) here")
+    bench.add_argument("--maps", help="folder for error-map PNGs (default: beside --json)")
+    bench.add_argument("--quiet", action="store_true")
+    bench.set_defaults(run=_bench)
 
     bench = subparsers.add_parser("bench-capture", help="EEVEE render vs capture overhead; cheap G-buffer vs full frame")
     bench.add_argument("--scene", default="slow_pan", choices=sorted(SCENES))

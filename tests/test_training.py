@@ -71,3 +71,17 @@ def test_fe_training_writes_extranet_weights_and_eval_runs(tiny_dataset, tmp_pat
     assert main(["eval", "--workload", "fe", "--data", str(tiny_dataset), "--weights", str(weights), "--json", str(report_path)]) == 0
     report = json.loads(report_path.read_text())["reports"][0]
     assert report["extrapolated_frames"] == 3 and report["reprojection"]["flip_mean"] > 0
+
+
+def test_tonemap_loss_matches_the_metric_tonemap_and_has_finite_gradients():
+    import numpy as np
+
+    from reframe_core.metrics import tonemap_ldr
+    from reframe_core.training import image_loss, tonemap_torch
+
+    linear = torch.tensor([0.0, 1e-4, 0.02, 0.5, 3.0, 40.0]).reshape(1, 3, 1, 2)
+    expected = tonemap_ldr(linear[0].permute(1, 2, 0).numpy())
+    assert np.allclose(tonemap_torch(linear)[0].permute(1, 2, 0).numpy(), expected, atol=1e-6)
+    out = torch.zeros(1, 3, 4, 4, requires_grad=True)
+    image_loss(out, torch.rand(1, 3, 4, 4), "tonemap").backward()
+    assert torch.isfinite(out.grad).all() and out.grad.abs().sum() > 0

@@ -58,7 +58,25 @@ def parse_policy(spec: str | RefreshPolicy) -> RefreshPolicy:
     return members[0] if len(members) == 1 else AnyOf(members)
 
 
+def split_policy_list(text: str) -> list[str]:
+    """Split a comma-separated list of specs, keeping commas that belong to one spec's arguments.
+
+    >>> split_policy_list("every:2,delta:0.2,input=1,motion:trans=0.1,rot=4")
+    ['every:2', 'delta:0.2,input=1', 'motion:trans=0.1,rot=4']
+    """
+    specs: list[str] = []
+    for piece in (p.strip() for p in text.split(",")):
+        if not piece:
+            continue
+        head = piece.split("+", 1)[0].split(":", 1)[0].strip()
+        if specs and head not in POLICIES and "=" in head:  # a key=value of the spec before it (",rot=4")
+            specs[-1] += "," + piece
+        else:
+            specs.append(piece)
+    return specs
+
+
 __all__ = [
     "AlwaysRefresh", "AnyOf", "CameraMotion", "DeltaInput", "EveryN", "FrameContext", "MaxAge",
-    "POLICIES", "PolicySpecError", "RefreshPolicy", "parse_policy", "policy_forms", "smape",
+    "POLICIES", "PolicySpecError", "RefreshPolicy", "parse_policy", "policy_forms", "smape", "split_policy_list",
 ]

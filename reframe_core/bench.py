@@ -1,0 +1,498 @@
+"""Speed vs quality of layer caching, per workload, scene and policy, measured on the same frames.
+
+Two halves, kept apart so that any frame source can be measured the same way:
+
+* a frame source: :class:`FrameSequence` (the workload's per-frame inputs and the native renders);
+  :func:`dataset_sequence` reads one from a captured dataset, a live render can build one too;
+* the measurement: :func:`measure_sequence` runs the uncached network and one cached copy per policy
+  over the sequence, interleaved frame by frame (the order rotates every frame, so no runner always goes
+  first), after a warm-up, and reports time, hit rate, FLOPs removed, policy overhead and quality.
+
+Speed figures are per frame that runs the network (every frame for SS, the extrapolated ones for FE):
+
+* ``time_ms``: the network call, including the policy's decision for cached runs;
+* ``speedup``: uncached median / cached per-frame time, where the cached time is the mix of the median
+  refresh frame and the median hit frame in the proportion the policy chose them. Per-frame times of a
+  cached run are bimodal: a plain median reports the hit time alone once more than half the frames hit.
+  ``speedup_median`` (plain medians) and ``speedup_total`` (summed times) are reported beside it;
+* ``speedup_step``: the same for the whole workload step (warping, input building, network).
+
+Quality: FLIP (LDR, after :func:`metrics.tonemap_ldr`) of the cached output against the uncached output
+(mean, p95, max per frame), and FLIP and PSNR of both against the native render.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import re
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .buffers import FrameBuffers, atomic_write
+from .cache import cache_model
+from .dataset import Dataset
+from .metrics import flip, psnr, tonemap_ldr
+from .placement import Placement
+from .policies import parse_policy
+
+SCHEMA = "reframe-bench/1"
+
+# The paper's policies (DESIGN.md section 1) are always measured as peers: every:N (DeepCache's schedule)
+# and delta at the reference code's threshold for the workload (FBSR 0.25 for SS, ExtraNet 0.20 for FE).
+PAPER_DELTA = {"ss": 0.25, "fe": 0.2}
+DEFAULT_POLICIES = {
+    "ss": ["always", "every:2", "every:3", "every:4", "delta:0.05", "delta:0.1", "delta:0.25", "delta:0.4",
+           "motion:trans=0.025,rot=1", "motion", "motion:trans=0.1,rot=4", "motion:trans=0.2,rot=8",
+           "motion+max-age:4", "motion:trans=0.1,rot=4+max-age:8"],
+    "fe": ["always", "every:2", "every:3", "every:4", "delta:0.05", "delta:0.1", "delta:0.2", "delta:0.4",
+           "motion:trans=0.025,rot=1", "motion", "motion:trans=0.1,rot=4", "motion:trans=0.2,rot=8",
+           "motion+max-age:4", "motion:trans=0.1,rot=4+max-age:8"],
+}
+# The product's target (issue 5): mean speedup >= 2x at mean FLIP <= 0.02 vs uncached, no frame above 0.05.
+TARGET = {"speedup": 2.0, "flip_mean": 0.02, "flip_max": 0.05}
+
+
+def policy_family(spec: str) -> str:
+    """``motion:trans=0.1,rot=4+max-age:8`` -> ``motion+max-age``: the curve a spec belongs to."""
+    return "+".join(member.split(":", 1)[0] for member in spec.split("+"))
+
+
+def is_paper_peer(spec: str, workload: str) -> bool:
+    member = spec.split("+")
+    if len(member) != 1:
+        return False
+    name, _, arg = spec.partition(":")
+    return name == "every" or (name == "delta" and arg and float(arg.split(",")[0]) == PAPER_DELTA[workload])
+
+
+# --- frame sources --------------------------------------------------------------------------------------
+
+@dataclass
+class FrameSequence:
+    """What a workload consumes frame by frame, and the native render of each frame.
+
+    ``inputs``: SS: the low-res jittered frames; FE: the full-res frames (their colour is used only on
+    the frames the workload renders in full). ``truth``: (H, W, 3) native renders at display resolution.
+    """
+
+    name: str
+    frames: list[int]
+    inputs: list[FrameBuffers]
+    truth: list[np.ndarray]
+    source: str = ""
+
+    def __post_init__(self):
+        if not self.inputs:
+            raise ValueError(f"sequence {self.name!r} has no frames")
+        if not (len(self.frames) == len(self.inputs) == len(self.truth)):
+            raise ValueError(f"sequence {self.name!r}: {len(self.frames)} frames, {len(self.inputs)} inputs, "
+                             f"{len(self.truth)} native renders; they must match")
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        return tuple(self.truth[0].shape[:2])
+
+
+def dataset_sequence(root: str | Path, workload: str, scale: float = 2.0, frames: list[int] | None = None) -> FrameSequence:
+    """Read a sequence from a dataset folder written by ``reframe-blender dataset``."""
+    data = Dataset.open(root)
+    input_scale = scale if workload == "ss" else 1.0
+    have = set(data.frames(1.0)) & set(data.frames(input_scale))
+    wanted = sorted(have) if frames is None else list(frames)
+    missing = [f for f in wanted if f not in have]
+    if missing or not wanted:
+        raise ValueError(f"{root} lacks frames {missing or wanted} at scales 1 and {input_scale:g}; capture them with "
+                         f"reframe-blender dataset --scales 1,{input_scale:g} --out {root}")
+    inputs = [data.load(f, input_scale) for f in wanted]
+    truth = inputs if input_scale == 1.0 else [data.load(f, 1.0) for f in wanted]
+    return FrameSequence(Path(root).name, wanted, inputs, [t.color for t in truth], source=str(root))
+
+
+# --- workloads --------------------------------------------------------------------------------------------
+
+class _Workload:
+    name: str
+    arch: str
+
+    def runner(self, model, seq: FrameSequence, placement: Placement): ...
+
+    def step(self, runner, frame: FrameBuffers, hints) -> tuple[np.ndarray, bool]:
+        """(image shown, whether the network ran)."""
+
+    def example_inputs(self, seq: FrameSequence, model) -> tuple: ...
+
+
+class _Supersampling(_Workload):
+    name, arch = "ss", "ss"
+
+    def __init__(self, scale: float = 2.0):
+        self.scale = scale
+
+    def runner(self, model, seq, placement):
+        from .supersampling import Supersampler
+
+        return Supersampler(model, seq.display_size, placement)
+
+    def step(self, runner, frame, hints):
+        return runner.step(frame, hints).image, True
+
+    def example_inputs(self, seq, model):
+        from .supersampling import ss_inputs
+
+        return ss_inputs(seq.inputs[0], None, seq.display_size)
+
+
+class _Extrapolation(_Workload):
+    name, arch = "fe", "extranet"
+
+    def __init__(self, k: int = 2):
+        self.k = k
+
+    def runner(self, model, seq, placement):
+        from .extrapolation import Extrapolator
+
+        return Extrapolator(model, self.k, placement)
+
+    def step(self, runner, frame, hints):
+        image, rendered = runner.step(frame, hints)
+        return image, not rendered
+
+    def example_inputs(self, seq, model):
+        from .networks import get_network
+
+        h, w = seq.display_size
+        return get_network("extranet").example_inputs(h, w, channels=model.n_channels)
+
+
+def make_workload(name: str, scale: float = 2.0, k: int = 2) -> _Workload:
+    if name == "ss":
+        return _Supersampling(scale)
+    if name == "fe":
+        return _Extrapolation(k)
+    raise ValueError(f"unknown workload {name!r}: use ss or fe")
+
+
+class _Timed:
+    """Wraps a model (or CachedModel) and records the wall time of each call, synchronising CUDA."""
+
+    def __init__(self, model, placement: Placement):
+        self.__dict__.update(_model=model, _placement=placement, times=[])
+
+    def __getattr__(self, name):  # plan, decisions, reset... of the wrapped model
+        return getattr(self._model, name)
+
+    def __call__(self, *args, **kwargs):
+        self._placement.synchronize()
+        start = time.perf_counter()
+        out = self._model(*args, **kwargs)
+        self._placement.synchronize()
+        self.times.append((time.perf_counter() - start) * 1e3)
+        return out
+
+
+# --- measuring --------------------------------------------------------------------------------------------
+
+def _spread(values: list[float]) -> dict:
+    if not values:
+        return {"median": None, "p10": None, "p90": None, "mean": None, "n": 0}
+    return {"median": statistics.median(values), "p10": float(np.percentile(values, 10)),
+            "p90": float(np.percentile(values, 90)), "mean": float(np.mean(values)), "n": len(values)}
+
+
+@dataclass
+class _Run:
+    """One runner (uncached, or cached with a policy) and what it recorded frame by frame."""
+
+    label: str
+    timed: _Timed
+    runner: object
+    net_ms: list = field(default_factory=list)
+    step_ms: list = field(default_factory=list)
+    refresh: list = field(default_factory=list)
+    reasons: list = field(default_factory=list)
+    frames: list = field(default_factory=list)
+    flip_uncached: list = field(default_factory=list)
+    flip_truth: list = field(default_factory=list)
+    psnr_truth: list = field(default_factory=list)
+    worst: list = field(default_factory=list)  # (flip, frame, cached image, uncached image, error map)
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")
+
+
+def _save_error_map(path: Path, uncached: np.ndarray, cached: np.ndarray, error: np.ndarray) -> None:
+    import matplotlib
+    from PIL import Image
+
+    magma = matplotlib.colormaps["magma"](np.clip(error, 0, 1))[..., :3]
+    strip = np.concatenate([tonemap_ldr(uncached), tonemap_ldr(cached), magma], axis=1)
+    data = (np.clip(strip, 0, 1) * 255 + 0.5).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: Image.fromarray(data).save(tmp, format="PNG"))
+
+
+def measure_sequence(workload: _Workload, seq: FrameSequence, model, policies: list[str],
+                     placement: Placement | None = None, cut: str = "auto", warmup: int = 3, worst: int = 2,
+                     maps_dir: str | Path | None = None, compile_model: bool = False, progress=None) -> dict:
+    """Measure ``model`` uncached and cached with each policy over ``seq`` (see the module docstring).
+
+    ``model`` must already sit on ``placement`` (``placement.model(model)``). Returns a JSON-ready dict.
+    """
+    placement = placement or Placement()
+    for spec in policies:
+        parse_policy(spec)  # every spec is checked before any work
+    example = placement.inputs(workload.example_inputs(seq, model))
+    uncached_model = torch.compile(model) if compile_model else model
+    runs = [_Run("uncached", _Timed(uncached_model, placement), None)]
+    for spec in policies:
+        cached = cache_model(model, example, cut=cut, policy=spec)
+        if compile_model:
+            cached.compile()
+        runs.append(_Run(spec, _Timed(cached, placement), None))
+    for run in runs:
+        run.runner = workload.runner(run.timed, seq, placement)
+
+    # Warm-up: a few frames through every runner, and a refresh and a hit on every cache (some policies
+    # never hit in the first frames), so that allocators, kernels and compiled graphs are ready.
+    previous = None
+    for frame in seq.inputs[:max(warmup, 1)]:
+        hints = frame.hints(previous)
+        for run in runs:
+            workload.step(run.runner, frame, hints)
+        previous = frame
+    with torch.inference_mode():
+        for run in runs[1:]:
+            for refresh in (True, False, True, False):
+                run.timed._model(*example, refresh=refresh)
+    for run in runs:
+        run.runner.reset()
+        run.timed.times.clear()
+        if run.label != "uncached":
+            run.timed._model.clear_stats()
+
+    previous = None
+    for t, (frame_no, frame, truth) in enumerate(zip(seq.frames, seq.inputs, seq.truth)):
+        hints = frame.hints(previous)
+        previous = frame
+        order = runs[t % len(runs):] + runs[:t % len(runs)]
+        images = {}
+        for run in order:
+            calls = len(run.timed.times)
+            placement.synchronize()
+            start = time.perf_counter()
+            image, ran = workload.step(run.runner, frame, hints)
+            placement.synchronize()
+            step_ms = (time.perf_counter() - start) * 1e3
+            if ran:
+                images[run.label] = image
+                run.frames.append(frame_no)
+                run.step_ms.append(step_ms)
+                run.net_ms.append(sum(run.timed.times[calls:]))
+                if run.label != "uncached":
+                    decision = run.timed._model.decisions[-1]
+                    run.refresh.append(decision.refresh)
+                    run.reasons.append(decision.reason)
+        if not images:
+            continue  # a frame rendered in full (FE): nothing to compare
+        reference = images["uncached"]
+        for run in runs:
+            image = images[run.label]
+            run.flip_truth.append(flip(truth, image).mean)
+            run.psnr_truth.append(psnr(tonemap_ldr(truth), tonemap_ldr(image)))
+            if run.label == "uncached":
+                continue
+            result = flip(reference, image)
+            run.flip_uncached.append(result.mean)
+            run.worst.append((result.mean, frame_no, image, reference, result.error_map))
+            run.worst = sorted(run.worst, key=lambda w: -w[0])[:worst]
+        if progress is not None:
+            progress()
+
+    uncached = runs[0]
+    if not uncached.net_ms:
+        raise ValueError(f"sequence {seq.name!r}: the network ran on no frame (FE needs more than k frames)")
+    base_net, base_step = statistics.median(uncached.net_ms), statistics.median(uncached.step_ms)
+    result = {
+        "workload": workload.name, "scene": seq.name, "source": seq.source,
+        "frames": seq.frames, "network_frames": len(uncached.frames),
+        "display_size": list(seq.display_size), "input_size": list(seq.inputs[0].size),
+        "cut": runs[1].timed._model.plan.describe() if len(runs) > 1 else None,
+        "uncached": {"time_ms": _spread(uncached.net_ms), "step_ms": _spread(uncached.step_ms),
+                     "vs_truth": {"flip_mean": float(np.mean(uncached.flip_truth)),
+                                  "psnr_mean": float(np.mean(uncached.psnr_truth))}},
+        "policies": [],
+    }
+    for run in runs[1:]:
+        cached = run.timed._model
+        stats = cached.stats
+        refresh_ms = [ms for ms, r in zip(run.net_ms, run.refresh) if r]
+        hit_ms = [ms for ms, r in zip(run.net_ms, run.refresh) if not r]
+        refresh_step = [ms for ms, r in zip(run.step_ms, run.refresh) if r]
+        hit_step = [ms for ms, r in zip(run.step_ms, run.refresh) if not r]
+
+        def mix(refreshes: list[float], hits: list[float]) -> float:
+            n = len(refreshes) + len(hits)
+            return sum(statistics.median(v) * len(v) for v in (refreshes, hits) if v) / n
+
+        maps = []
+        if maps_dir is not None:
+            for value, frame_no, image, reference, error in run.worst:
+                if value == 0:
+                    continue  # identical to uncached: nothing to show
+                path = Path(maps_dir) / f"{workload.name}_{_safe_name(seq.name)}_{_safe_name(run.label)}_frame{frame_no:04d}.png"
+                _save_error_map(path, reference, image, error)
+                maps.append({"frame": frame_no, "flip": value, "png": str(path)})
+        result["policies"].append({
+            "policy": run.label, "family": policy_family(run.label), "paper_peer": is_paper_peer(run.label, workload.name),
+            "network_frames": len(run.frames), "refreshes": stats.refreshes, "hit_rate": stats.hit_rate,
+            "flops_removed": stats.flops_removed, "flops_removed_per_hit": cached.plan.removed_share,
+            "policy_overhead_ms": stats.overhead_ms,
+            "policy_overhead_share": stats.overhead_ms / base_net if stats.overhead_ms is not None else None,
+            "time_ms": {**_spread(run.net_ms), "refresh_median": statistics.median(refresh_ms) if refresh_ms else None,
+                        "hit_median": statistics.median(hit_ms) if hit_ms else None},
+            "step_ms": _spread(run.step_ms),
+            "speedup": base_net / mix(refresh_ms, hit_ms),
+            "speedup_median": base_net / statistics.median(run.net_ms),
+            "speedup_total": sum(uncached.net_ms) / sum(run.net_ms),
+            "speedup_step": base_step / mix(refresh_step, hit_step),
+            "flip_vs_uncached": {"mean": float(np.mean(run.flip_uncached)), "p95": float(np.percentile(run.flip_uncached, 95)),
+                                 "max": float(np.max(run.flip_uncached)), "per_frame": [float(v) for v in run.flip_uncached]},
+            "vs_truth": {"flip_mean": float(np.mean(run.flip_truth)), "psnr_mean": float(np.mean(run.psnr_truth))},
+            "decisions": [{"frame": f, "refresh": r, "reason": why} for f, r, why in zip(run.frames, run.refresh, run.reasons)],
+            "worst_frames": maps or [{"frame": f, "flip": v} for v, f, *_ in run.worst],
+        })
+    return result
+
+
+def summarize(results: list[dict]) -> dict:
+    """Per workload and policy, over scenes: mean speedup, mean/max FLIP vs uncached, target met or not."""
+    summary: dict = {}
+    for r in results:
+        for p in r["policies"]:
+            entry = summary.setdefault(r["workload"], {}).setdefault(p["policy"], {
+                "family": p["family"], "paper_peer": p["paper_peer"], "speedups": [], "flips": [], "hit_rates": []})
+            entry["speedups"].append(p["speedup"])
+            entry["flips"].extend(p["flip_vs_uncached"]["per_frame"])
+            entry["hit_rates"].append(p["hit_rate"])
+    out: dict = {}
+    for workload, policies in summary.items():
+        for spec, e in policies.items():
+            speedup, flip_mean, flip_max = float(np.mean(e["speedups"])), float(np.mean(e["flips"])), float(np.max(e["flips"]))
+            out.setdefault(workload, {})[spec] = {
+                "family": e["family"], "paper_peer": e["paper_peer"], "scenes": len(e["speedups"]),
+                "mean_speedup": speedup, "mean_hit_rate": float(np.mean(e["hit_rates"])),
+                "mean_flip_vs_uncached": flip_mean, "max_flip_vs_uncached": flip_max,
+                "meets_target": bool(speedup >= TARGET["speedup"] and flip_mean <= TARGET["flip_mean"]
+                                     and flip_max <= TARGET["flip_max"]),
+            }
+    return out
+
+
+def machine_info(placement: Placement | None = None) -> dict:
+    from importlib import metadata
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
+        "cpu_count": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+        "numpy": np.__version__, "cuda_available": torch.cuda.is_available(),
+    }
+    for package in ("flip-evaluator", "reframe-blender"):
+        try:
+            info[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            info[package] = None
+    if placement is not None:
+        info["placement"] = placement.describe()
+        if placement.is_cuda:
+            index = torch.device(placement.device).index or 0
+            props = torch.cuda.get_device_properties(index)
+            info["gpu"] = {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
+                           "capability": f"{props.major}.{props.minor}", "cuda": torch.version.cuda}
+    return info
+
+
+# --- reporting --------------------------------------------------------------------------------------------
+
+def format_table(results: list[dict]) -> str:
+    lines = []
+    for r in results:
+        u = r["uncached"]
+        lines.append(f"{r['workload']} {r['scene']}: {r['network_frames']} network frames at "
+                     f"{r['display_size'][1]}x{r['display_size'][0]}, uncached {u['time_ms']['median']:.1f} ms/frame "
+                     f"(p10 {u['time_ms']['p10']:.1f}, p90 {u['time_ms']['p90']:.1f}), FLIP vs native {u['vs_truth']['flip_mean']:.4f}")
+        lines.append(f"  {'policy':<34} {'speedup':>7} {'step':>6} {'hits':>5} {'FLOPs-':>6} {'ovh ms':>6} "
+                     f"{'FLIP/unc mean':>13} {'p95':>6} {'max':>6} {'FLIP/native':>11}")
+        for p in r["policies"]:
+            name = p["policy"] + (" (paper)" if p["paper_peer"] else "")
+            f = p["flip_vs_uncached"]
+            overhead = f"{p['policy_overhead_ms']:6.2f}" if p["policy_overhead_ms"] is not None else f"{'':>6}"
+            lines.append(f"  {name:<34} {p['speedup']:6.2f}x {p['speedup_step']:5.2f}x {p['hit_rate']:5.0%} "
+                         f"{p['flops_removed']:6.0%} {overhead} {f['mean']:13.4f} {f['p95']:6.4f} {f['max']:6.4f} "
+                         f"{p['vs_truth']['flip_mean']:11.4f}")
+    return "\n".join(lines)
+
+
+def format_summary(summary: dict) -> str:
+    lines = [f"target: mean speedup >= {TARGET['speedup']}x at mean FLIP <= {TARGET['flip_mean']} "
+             f"and no frame > {TARGET['flip_max']} vs uncached"]
+    for workload, policies in summary.items():
+        lines.append(f"{workload}: {'policy':<34} {'speedup':>7} {'hits':>5} {'FLIP mean':>9} {'FLIP max':>8}  target")
+        for spec, s in sorted(policies.items(), key=lambda kv: -kv[1]["mean_speedup"]):
+            name = spec + (" (paper)" if s["paper_peer"] else "")
+            lines.append(f"{'':<{len(workload) + 2}}{name:<34} {s['mean_speedup']:6.2f}x {s['mean_hit_rate']:5.0%} "
+                         f"{s['mean_flip_vs_uncached']:9.4f} {s['max_flip_vs_uncached']:8.4f}  {'met' if s['meets_target'] else 'not met'}")
+    return "\n".join(lines)
+
+
+def plot_pareto(summary: dict, path: str | Path, title: str = "") -> None:
+    """Speedup vs mean FLIP (vs uncached) per workload: one curve per policy family, one point per spec."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workloads = list(summary)
+    fig, axes = plt.subplots(1, len(workloads), figsize=(6.5 * len(workloads), 5), squeeze=False)
+    for ax, workload in zip(axes[0], workloads):
+        families: dict[str, list] = {}
+        for spec, s in summary[workload].items():
+            families.setdefault(s["family"], []).append((s["mean_flip_vs_uncached"], s["mean_speedup"], spec, s["paper_peer"]))
+        for family, points in sorted(families.items()):
+            points.sort()
+            peer = any(p[3] for p in points) and family in ("every", "delta")
+            label = family + (" (paper)" if peer else "")
+            ax.plot([p[0] for p in points], [p[1] for p in points], "--o" if peer else "-o", label=label, ms=5)
+            for x, y, spec, _ in points:
+                arg = spec.split(":", 1)[1] if ":" in spec and "+" not in spec else spec
+                ax.annotate(arg, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=6)
+        top = max(ax.get_ylim()[1], TARGET["speedup"] + 0.2)
+        ax.fill_between([0, TARGET["flip_mean"]], TARGET["speedup"], top, color="green", alpha=0.08,
+                        label=f"target (>= {TARGET['speedup']:g}x, FLIP <= {TARGET['flip_mean']:g})")
+        ax.set_xlim(left=0)
+        ax.set_ylim(top=top)
+        ax.set_xlabel("mean FLIP, cached vs uncached (lower is better)")
+        ax.set_ylabel("speedup of the network (uncached / cached)")
+        ax.set_title(f"{workload.upper()}" + (f" - {title}" if title else ""), fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)

@@ -1,0 +1,124 @@
+"""The bench on a real 6-frame EEVEE sequence: JSON fields, exactness of `always`, plots, maps, errors."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from reframe_core import bench
+from reframe_core.cli import main
+from reframe_core.policies import split_policy_list
+
+POLICIES = "always,every:2,delta:0.25,motion:trans=0.1,rot=4"
+
+
+@pytest.fixture(scope="module")
+def report(tiny_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    code = main(["bench", "--workload", "ss,fe", "--scenes", str(tiny_dataset), "--policies", POLICIES,
+                 "--warmup", "1", "--json", str(out / "r.json"), "--plot", str(out / "pareto.png"), "--quiet"])
+    assert code == 0
+    return json.loads((out / "r.json").read_text()), out
+
+
+def test_json_has_machine_settings_and_one_result_per_workload(report):
+    data, _ = report
+    assert data["schema"] == bench.SCHEMA
+    assert data["command"].startswith("reframe-blender bench --workload ss,fe")
+    for key in ("date", "cpu", "cpu_count", "torch", "torch_threads", "python", "cuda_available", "placement"):
+        assert key in data["machine"], key
+    assert data["settings"]["device"] == "cpu" and data["settings"]["precision"] == "fp32"
+    assert [r["workload"] for r in data["results"]] == ["ss", "fe"]
+    ss, fe = data["results"]
+    assert ss["frames"] == [3, 4, 5, 6, 7, 8] and ss["network_frames"] == 6
+    assert ss["display_size"] == [48, 48] and ss["input_size"] == [24, 24]
+    assert fe["network_frames"] == 3  # k=2: frames 4, 6, 8 are extrapolated
+    for result in data["results"]:
+        assert result["cut"]["flops_removed_share"] > 0.2
+        assert result["uncached"]["time_ms"]["median"] > 0
+        assert 0 < result["uncached"]["vs_truth"]["flip_mean"] < 0.5
+        assert [p["policy"] for p in result["policies"]] == split_policy_list(POLICIES)
+
+
+def test_policy_rows_carry_speed_and_quality_figures(report):
+    data, _ = report
+    for result in data["results"]:
+        for p in result["policies"]:
+            for key in ("speedup", "speedup_median", "speedup_total", "speedup_step", "hit_rate", "flops_removed",
+                        "policy_overhead_ms", "policy_overhead_share"):
+                assert isinstance(p[key], float) and np.isfinite(p[key]), (p["policy"], key)
+            for key in ("median", "p10", "p90", "mean"):
+                assert p["time_ms"][key] > 0
+            flips = p["flip_vs_uncached"]
+            assert len(flips["per_frame"]) == result["network_frames"] == len(p["decisions"])
+            assert flips["max"] >= flips["p95"] >= 0 and flips["max"] >= flips["mean"]
+            assert 0 < p["vs_truth"]["flip_mean"] < 0.5 and p["vs_truth"]["psnr_mean"] > 10
+            assert p["flops_removed"] == pytest.approx(p["hit_rate"] * p["flops_removed_per_hit"])
+
+
+def test_always_refresh_is_exactly_the_uncached_network(report):
+    data, _ = report
+    for result in data["results"]:
+        always = next(p for p in result["policies"] if p["policy"] == "always")
+        assert always["hit_rate"] == 0 and always["flops_removed"] == 0
+        assert always["flip_vs_uncached"] == {"mean": 0.0, "p95": 0.0, "max": 0.0,
+                                              "per_frame": [0.0] * result["network_frames"]}
+        assert always["vs_truth"]["flip_mean"] == result["uncached"]["vs_truth"]["flip_mean"]
+
+
+def test_paper_peers_are_marked_and_every_2_hits_every_other_frame(report):
+    data, _ = report
+    ss, fe = data["results"]
+    peers = {p["policy"]: p["paper_peer"] for p in ss["policies"]}
+    assert peers == {"always": False, "every:2": True, "delta:0.25": True, "motion:trans=0.1,rot=4": False}
+    assert not next(p for p in fe["policies"] if p["policy"] == "delta:0.25")["paper_peer"]  # FE's is 0.2
+    every = next(p for p in ss["policies"] if p["policy"] == "every:2")
+    assert every["hit_rate"] == 0.5
+    assert [d["refresh"] for d in every["decisions"]] == [True, False] * 3
+
+
+def test_summary_plot_and_error_maps(report):
+    data, out = report
+    assert set(data["summary"]) == {"ss", "fe"}
+    row = data["summary"]["ss"]["every:2"]
+    assert row["scenes"] == 1 and row["meets_target"] in (True, False)
+    assert row["mean_speedup"] == pytest.approx(data["results"][0]["policies"][1]["speedup"])
+    with Image.open(out / "pareto.png") as image:
+        assert image.size[0] > 600
+    every = data["results"][0]["policies"][1]
+    assert every["worst_frames"] and all("png" in w for w in every["worst_frames"])
+    with Image.open(every["worst_frames"][0]["png"]) as image:
+        assert image.size == (3 * 48, 48)  # uncached | cached | error map
+    always = data["results"][0]["policies"][0]
+    assert all("png" not in w for w in always["worst_frames"])  # nothing to show where FLIP is 0
+
+
+def test_policy_lists_keep_commas_of_arguments():
+    assert split_policy_list("every:2, delta:0.2,input=1,motion:trans=0.1,rot=4+max-age:8") == [
+        "every:2", "delta:0.2,input=1", "motion:trans=0.1,rot=4+max-age:8"]
+    assert bench.policy_family("motion:trans=0.1,rot=4+max-age:8") == "motion+max-age"
+    assert bench.is_paper_peer("delta:0.2", "fe") and not bench.is_paper_peer("delta:0.2", "ss")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--workload", "sr"], "unknown workload 'sr'"),
+    (["--policies", "every:2,sometimes"], "unknown policy 'sometimes'"),
+    (["--precision", "fp16"], "--precision fp16 needs --device cuda"),
+])
+def test_bad_requests_fail_before_any_work(tmp_path, capsys, argv, message):
+    assert main(["bench", "--scenes", str(tmp_path / "nothing"), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_folder_that_is_not_a_dataset_is_named(tmp_path, capsys):
+    assert main(["bench", "--scenes", str(tmp_path / "nothing"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "nothing") in err and "reframe-blender dataset" in err
+
+
+def test_frame_sequences_check_their_lengths(tiny_dataset):
+    seq = bench.dataset_sequence(tiny_dataset, "ss")
+    with pytest.raises(ValueError, match="must match"):
+        bench.FrameSequence("x", seq.frames, seq.inputs, seq.truth[:2])
+    with pytest.raises(ValueError, match="lacks frames"):
+        bench.dataset_sequence(tiny_dataset, "ss", frames=[1, 2])
