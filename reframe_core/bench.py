@@ -240,9 +240,11 @@ def _save_error_map(path: Path, uncached: np.ndarray, cached: np.ndarray, error:
 
 def measure_sequence(workload: _Workload, seq: FrameSequence, model, policies: list[str],
                      placement: Placement | None = None, cut: str = "auto", warmup: int = 3, worst: int = 2,
-                     maps_dir: str | Path | None = None, compile_model: bool = False, progress=None) -> dict:
+                     maps_dir: str | Path | None = None, compile_model: bool = False, repeats: int = 1,
+                     progress=None) -> dict:
     """Measure ``model`` uncached and cached with each policy over ``seq`` (see the module docstring).
 
+    ``repeats``: passes over the sequence; each adds one timing sample per frame and runner.
     ``model`` must already sit on ``placement`` (``placement.model(model)``). Returns a JSON-ready dict.
     """
     placement = placement or Placement()
@@ -277,43 +279,52 @@ def measure_sequence(workload: _Workload, seq: FrameSequence, model, policies: l
         if run.label != "uncached":
             run.timed._model.clear_stats()
 
-    previous = None
-    for t, (frame_no, frame, truth) in enumerate(zip(seq.frames, seq.inputs, seq.truth)):
-        hints = frame.hints(previous)
-        previous = frame
-        order = runs[t % len(runs):] + runs[:t % len(runs)]
-        images = {}
-        for run in order:
-            calls = len(run.timed.times)
-            placement.synchronize()
-            start = time.perf_counter()
-            image, ran = workload.step(run.runner, frame, hints)
-            placement.synchronize()
-            step_ms = (time.perf_counter() - start) * 1e3
-            if ran:
-                images[run.label] = image
-                run.frames.append(frame_no)
-                run.step_ms.append(step_ms)
-                run.net_ms.append(sum(run.timed.times[calls:]))
-                if run.label != "uncached":
-                    decision = run.timed._model.decisions[-1]
-                    run.refresh.append(decision.refresh)
-                    run.reasons.append(decision.reason)
-        if not images:
-            continue  # a frame rendered in full (FE): nothing to compare
-        reference = images["uncached"]
-        for run in runs:
-            image = images[run.label]
-            run.flip_truth.append(flip(truth, image).mean)
-            run.psnr_truth.append(psnr(tonemap_ldr(truth), tonemap_ldr(image)))
-            if run.label == "uncached":
-                continue
-            result = flip(reference, image)
-            run.flip_uncached.append(result.mean)
-            run.worst.append((result.mean, frame_no, image, reference, result.error_map))
-            run.worst = sorted(run.worst, key=lambda w: -w[0])[:worst]
-        if progress is not None:
-            progress()
+    for repeat in range(repeats):
+        # Later repeats only add timing samples: the runs are deterministic, their images and decisions
+        # are those of the first pass.
+        first = repeat == 0
+        if not first:
+            for run in runs:
+                run.runner.reset()
+        previous = None
+        for t, (frame_no, frame, truth) in enumerate(zip(seq.frames, seq.inputs, seq.truth)):
+            hints = frame.hints(previous)
+            previous = frame
+            shift = (t + repeat) % len(runs)
+            order = runs[shift:] + runs[:shift]
+            images = {}
+            for run in order:
+                calls = len(run.timed.times)
+                placement.synchronize()
+                start = time.perf_counter()
+                image, ran = workload.step(run.runner, frame, hints)
+                placement.synchronize()
+                step_ms = (time.perf_counter() - start) * 1e3
+                if ran:
+                    images[run.label] = image
+                    run.step_ms.append(step_ms)
+                    run.net_ms.append(sum(run.timed.times[calls:]))
+                    if run.label != "uncached":
+                        decision = run.timed._model.decisions[-1]
+                        run.refresh.append(decision.refresh)
+                        if first:
+                            run.reasons.append(decision.reason)
+                    if first:
+                        run.frames.append(frame_no)
+            if images and first:  # (FE: no image on frames rendered in full, nothing to compare)
+                reference = images["uncached"]
+                for run in runs:
+                    image = images[run.label]
+                    run.flip_truth.append(flip(truth, image).mean)
+                    run.psnr_truth.append(psnr(tonemap_ldr(truth), tonemap_ldr(image)))
+                    if run.label == "uncached":
+                        continue
+                    result = flip(reference, image)
+                    run.flip_uncached.append(result.mean)
+                    run.worst.append((result.mean, frame_no, image, reference, result.error_map))
+                    run.worst = sorted(run.worst, key=lambda w: -w[0])[:worst]
+            if progress is not None:
+                progress()
 
     uncached = runs[0]
     if not uncached.net_ms:
@@ -321,7 +332,7 @@ def measure_sequence(workload: _Workload, seq: FrameSequence, model, policies: l
     base_net, base_step = statistics.median(uncached.net_ms), statistics.median(uncached.step_ms)
     result = {
         "workload": workload.name, "scene": seq.name, "source": seq.source,
-        "frames": seq.frames, "network_frames": len(uncached.frames),
+        "frames": seq.frames, "network_frames": len(uncached.frames), "repeats": repeats,
         "display_size": list(seq.display_size), "input_size": list(seq.inputs[0].size),
         "cut": runs[1].timed._model.plan.describe() if len(runs) > 1 else None,
         "uncached": {"time_ms": _spread(uncached.net_ms), "step_ms": _spread(uncached.step_ms),
@@ -331,7 +342,10 @@ def measure_sequence(workload: _Workload, seq: FrameSequence, model, policies: l
     }
     for run in runs[1:]:
         cached = run.timed._model
-        stats = cached.stats
+        stats = cached.stats  # pooled over repeats: only its median overhead is used
+        n = len(run.frames)
+        refreshes = sum(run.refresh[:n])
+        hit_rate = 1 - refreshes / n
         refresh_ms = [ms for ms, r in zip(run.net_ms, run.refresh) if r]
         hit_ms = [ms for ms, r in zip(run.net_ms, run.refresh) if not r]
         refresh_step = [ms for ms, r in zip(run.step_ms, run.refresh) if r]
@@ -351,8 +365,8 @@ def measure_sequence(workload: _Workload, seq: FrameSequence, model, policies: l
                 maps.append({"frame": frame_no, "flip": value, "png": str(path)})
         result["policies"].append({
             "policy": run.label, "family": policy_family(run.label), "paper_peer": is_paper_peer(run.label, workload.name),
-            "network_frames": len(run.frames), "refreshes": stats.refreshes, "hit_rate": stats.hit_rate,
-            "flops_removed": stats.flops_removed, "flops_removed_per_hit": cached.plan.removed_share,
+            "network_frames": n, "refreshes": refreshes, "hit_rate": hit_rate,
+            "flops_removed": hit_rate * cached.plan.removed_share, "flops_removed_per_hit": cached.plan.removed_share,
             "policy_overhead_ms": stats.overhead_ms,
             "policy_overhead_share": stats.overhead_ms / base_net if stats.overhead_ms is not None else None,
             "time_ms": {**_spread(run.net_ms), "refresh_median": statistics.median(refresh_ms) if refresh_ms else None,

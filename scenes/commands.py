@@ -173,6 +173,8 @@ def _bench(args) -> int:
 
     from .capture import parse_frames
 
+    if args.repeats < 1 or args.warmup < 0 or args.worst < 0:
+        raise UserError("--repeats must be >= 1, --warmup and --worst >= 0")
     workloads = [w.strip() for w in args.workload.split(",") if w.strip()]
     for w in workloads:
         if w not in ("ss", "fe"):
@@ -211,10 +213,11 @@ def _bench(args) -> int:
         model = placement.model(model)
         for scene in scenes:
             sequence = bench.dataset_sequence(roots[scene], w, args.scale, list(frames) if frames else None)
-            with tqdm(total=len(sequence.frames), desc=f"bench {w} {sequence.name}", unit="frame", disable=args.quiet) as bar:
+            with tqdm(total=len(sequence.frames) * args.repeats, desc=f"bench {w} {sequence.name}", unit="frame", disable=args.quiet) as bar:
                 result = bench.measure_sequence(workload, sequence, model, policy_lists[w], placement, cut=args.cut,
                                                 warmup=args.warmup, worst=args.worst, maps_dir=maps_dir,
-                                                compile_model=args.compile, progress=lambda: bar.update(1))
+                                                compile_model=args.compile, repeats=args.repeats,
+                                                progress=lambda: bar.update(1))
             result["weights"] = str(args.weights or default)
             results.append(result)
     summary = bench.summarize(results)
@@ -225,7 +228,7 @@ def _bench(args) -> int:
               "machine": bench.machine_info(placement),
               "settings": {"workloads": workloads, "scenes": scenes, "scale": args.scale, "k": args.k,
                            "device": args.device, "precision": args.precision, "channels_last": args.channels_last,
-                           "compile": args.compile, "warmup": args.warmup, "cut": args.cut,
+                           "compile": args.compile, "warmup": args.warmup, "repeats": args.repeats, "cut": args.cut,
                            "torch_threads": torch.get_num_threads()},
               "target": bench.TARGET, "results": results, "summary": summary}
     if args.json:
@@ -295,6 +298,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--channels-last", action="store_true", help="channels-last memory layout")
     bench.add_argument("--compile", action="store_true", help="torch.compile the uncached net and each cache's passes")
     bench.add_argument("--warmup", type=int, default=3, help="frames run by every runner before measuring")
+    bench.add_argument("--repeats", type=int, default=1, help="passes over the sequence (more timing samples)")
     bench.add_argument("--worst", type=int, default=2, help="error-map PNGs of this many worst frames per policy")
     bench.add_argument("--json", help="write the full report here")
     bench.add_argument("--plot", help="write the Pareto plot (speedup vs mean FLIP) here")

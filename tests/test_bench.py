@@ -16,7 +16,7 @@ POLICIES = "always,every:2,delta:0.25,motion:trans=0.1,rot=4"
 def report(tiny_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     code = main(["bench", "--workload", "ss,fe", "--scenes", str(tiny_dataset), "--policies", POLICIES,
-                 "--warmup", "1", "--json", str(out / "r.json"), "--plot", str(out / "pareto.png"), "--quiet"])
+                 "--warmup", "1", "--repeats", "2", "--json", str(out / "r.json"), "--plot", str(out / "pareto.png"), "--quiet"])
     assert code == 0
     return json.loads((out / "r.json").read_text()), out
 
@@ -73,7 +73,7 @@ def test_paper_peers_are_marked_and_every_2_hits_every_other_frame(report):
     assert peers == {"always": False, "every:2": True, "delta:0.25": True, "motion:trans=0.1,rot=4": False}
     assert not next(p for p in fe["policies"] if p["policy"] == "delta:0.25")["paper_peer"]  # FE's is 0.2
     every = next(p for p in ss["policies"] if p["policy"] == "every:2")
-    assert every["hit_rate"] == 0.5
+    assert every["hit_rate"] == 0.5 and every["refreshes"] == 3 and every["time_ms"]["n"] == 12  # 2 repeats
     assert [d["refresh"] for d in every["decisions"]] == [True, False] * 3
 
 
