@@ -122,3 +122,15 @@ def test_frame_sequences_check_their_lengths(tiny_dataset):
         bench.FrameSequence("x", seq.frames, seq.inputs, seq.truth[:2])
     with pytest.raises(ValueError, match="lacks frames"):
         bench.dataset_sequence(tiny_dataset, "ss", frames=[1, 2])
+
+
+def test_reduced_precision_channels_last_path_keeps_always_exact(tiny_dataset, tmp_path):
+    """The --device/--precision/--channels-last path (bf16 on CPU here; fp16 needs CUDA)."""
+    out = tmp_path / "r.json"
+    assert main(["bench", "--workload", "ss", "--scenes", str(tiny_dataset), "--policies", "always,every:2",
+                 "--precision", "bf16", "--channels-last", "--warmup", "1", "--json", str(out), "--quiet"]) == 0
+    data = json.loads(out.read_text())
+    assert data["machine"]["placement"] == "cpu bf16 channels-last"
+    always, every = data["results"][0]["policies"]
+    assert always["flip_vs_uncached"]["max"] == 0.0
+    assert every["hit_rate"] == 0.5 and 0 < every["vs_truth"]["flip_mean"] < 0.5
