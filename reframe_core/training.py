@@ -40,6 +40,7 @@ class TrainConfig:
     seed: int = 0
     scale: float = 2.0
     width: int = 24
+    design: str = "v1"  # SS network design (networks.supersampling: "v1" or "split")
     checkpoint_every: int = 100
     stop_after: int | None = None  # steps to run in this invocation (then checkpoint and stop); None: all
     held_out: list[str] = field(default_factory=list)  # recorded in the model card
@@ -206,7 +207,7 @@ def train(config: TrainConfig, show_progress: bool = True) -> dict:
         raise ValueError(f"unknown loss {config.loss!r}: one of {', '.join(LOSSES)}")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(config.seed)
-    arch, arch_config = ("ss", {"width": config.width}) if config.workload == "ss" else ("extranet", {"n_channels": N_CHANNELS})
+    arch, arch_config = ("ss", {"width": config.width, "design": config.design}) if config.workload == "ss" else ("extranet", {"n_channels": N_CHANNELS})
     model = get_network(arch).build(**arch_config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=config.lr * 0.05)
@@ -264,7 +265,7 @@ def train(config: TrainConfig, show_progress: bool = True) -> dict:
                 "train_data": [Path(d).name for d in config.data], "seconds_this_run": round(time.perf_counter() - started, 1),
                 "device": device}
     card = {"workload": config.workload, "scale": config.scale if config.workload == "ss" else 1.0, "steps": config.steps, "batch": config.batch,
-            "sequence": config.sequence, "crop": config.crop, "seed": config.seed, "loss": config.loss, "lr": config.lr,
+            "sequence": config.sequence, "crop": config.crop, "seed": config.seed, "loss": config.loss, "design": config.design if config.workload == "ss" else None, "lr": config.lr,
             "train_data": [Path(d).name for d in config.data], "held_out": config.held_out,
             "train_frames": frames, "final_loss_ema": running, "device": device,
             "seconds_this_run": round(time.perf_counter() - started, 1)}

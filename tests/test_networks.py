@@ -40,6 +40,22 @@ def test_supersampling_net_outputs_display_size_and_caches_its_slow_branch():
     assert "fast" in hit and "refine" in hit and "slow" not in hit
 
 
+def test_split_design_caches_the_slow_half_of_the_joint_layer():
+    entry = get_network("ss")
+    inputs = entry.example_inputs(64, 64)
+    model = entry.build(design="split").eval()
+    v1 = cache_model(entry.build().eval(), inputs)
+    cached = cache_model(model, inputs)
+    assert cached.plan.name == "slow" and cached.plan.removed_share > 0.75 > v1.plan.removed_share
+    hit = {n.split("_")[0] for n in cached.plan.hit_nodes}
+    assert {"fast", "joint", "refine"} <= hit and "slow" not in hit
+    expected = model(*inputs)
+    assert torch.equal(cached(*inputs, refresh=True), expected)
+    torch.testing.assert_close(cached(*inputs, refresh=False), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown supersampling design 'v3'"):
+        entry.build(design="v3")
+
+
 def _image(h=32, w=40):
     y, x = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
     return torch.stack([torch.sin(x / 3), torch.cos(y / 4), (x + y) / (h + w)])[None]
