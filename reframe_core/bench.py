@@ -241,10 +241,12 @@ def _save_error_map(path: Path, uncached: np.ndarray, cached: np.ndarray, error:
 def measure_sequence(workload: _Workload, seq: FrameSequence, model, policies: list[str],
                      placement: Placement | None = None, cut: str = "auto", warmup: int = 3, worst: int = 2,
                      maps_dir: str | Path | None = None, compile_model: bool = False, repeats: int = 1,
-                     progress=None) -> dict:
+                     progress=None, on_images=None) -> dict:
     """Measure ``model`` uncached and cached with each policy over ``seq`` (see the module docstring).
 
     ``repeats``: passes over the sequence; each adds one timing sample per frame and runner.
+    ``on_images(frame, {label: image})``: called on the first pass for each frame the network ran on
+    (labels: ``uncached`` and the policy specs), for callers that show the pictures.
     ``model`` must already sit on ``placement`` (``placement.model(model)``). Returns a JSON-ready dict.
     """
     placement = placement or Placement()
@@ -312,6 +314,8 @@ def measure_sequence(workload: _Workload, seq: FrameSequence, model, policies: l
                     if first:
                         run.frames.append(frame_no)
             if images and first:  # (FE: no image on frames rendered in full, nothing to compare)
+                if on_images is not None:
+                    on_images(frame_no, images)
                 reference = images["uncached"]
                 for run in runs:
                     image = images[run.label]

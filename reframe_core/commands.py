@@ -45,7 +45,8 @@ def _train(args) -> int:
     config = TrainConfig(workload=args.workload, data=args.data.split(","), out=args.out, steps=args.steps,
                          batch=args.batch, sequence=args.sequence, crop=args.crop, lr=args.lr, seed=args.seed,
                          scale=args.scale, held_out=args.held_out.split(",") if args.held_out else [],
-                         stop_after=args.stop_after, loss=args.loss, design=args.design)
+                         stop_after=args.stop_after, loss=args.loss, design=args.design,
+                         width=args.width)
     card = train(config, show_progress=not args.quiet)
     if "stopped_at" in card:
         print(f"stopped at step {card['stopped_at']} of {card['steps']} (checkpoint {Path(args.out).with_suffix('.ckpt')}); "
@@ -122,6 +123,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--held-out", default="", help="names of held-out datasets, recorded in the model card")
     train.add_argument("--design", choices=["v1", "split"], default="v1",
                        help="SS network design: v1, or split (the slow half of the joint layer cached, thinner hit path)")
+    train.add_argument("--width", type=int, default=24,
+                       help="SS: channels of the slow (cached) branch's first level; the split design's hit path does not grow with it")
     train.add_argument("--loss", choices=["log1p", "tonemap"], default="log1p",
                        help="L1 of log(1 + colour), or L1 after the display tonemap FLIP is computed in")
     train.add_argument("--stop-after", type=int, help="run at most this many steps now, then checkpoint and stop")

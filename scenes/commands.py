@@ -122,7 +122,8 @@ def _demo(args) -> int:
           f"{report['low_resolution']}x{report['low_resolution']} (jittered) -> SS 2x -> {report['resolution']}x{report['resolution']}; "
           f"cut {report['cut']['name']} removes {report['cut']['flops_removed_share']:.0%} of a frame's FLOPs on a hit; "
           f"{report['threads']} threads, torch {report['torch']}")
-    print("speedup: uncached SS time / cached SS time over the sequence (network only; EEVEE's render time is not in it)\n")
+    print(f"speedup: uncached / cached network time per frame, interleaved, medians of {report['repeats']} passes "
+          "(see the bench in README; EEVEE's render time is not in it)\n")
     print(format_report(report))
     print(f"\nwrote {args.out}/report.json and PNG strips ({report['strips']})")
     return 0
