@@ -64,8 +64,7 @@ def policy_family(spec: str) -> str:
 
 
 def is_paper_peer(spec: str, workload: str) -> bool:
-    member = spec.split("+")
-    if len(member) != 1:
+    if "+" in spec:  # a composition is ours, not the paper's
         return False
     name, _, arg = spec.partition(":")
     return name == "every" or (name == "delta" and arg and float(arg.split(",")[0]) == PAPER_DELTA[workload])

@@ -140,7 +140,7 @@ def _ensure_dataset(scene: str, root: Path, frames: range | None, scales: tuple[
         wanted = set(frames) if frames is not None else set.intersection(*have)
         if wanted and all(wanted <= h for h in have):
             return root
-    if "/" in scene and not scene.endswith(".blend"):
+    if "/" in scene:  # a dataset folder named directly: nothing to capture it from
         raise FileNotFoundError(f"{root} is not a complete dataset for scales {', '.join(f'{s:g}' for s in scales)}; "
                                 f"capture it with reframe-blender dataset --scales {','.join(f'{s:g}' for s in scales)} --out {root}")
     try:
@@ -148,14 +148,11 @@ def _ensure_dataset(scene: str, root: Path, frames: range | None, scales: tuple[
     except ImportError:
         raise FileNotFoundError(f"no captured frames of {scene} in {root}, and Blender's bpy module is not installed to "
                                 "capture them: pip install 'reframe-blender[bpy]', or run inside Blender") from None
-    from .capture import parse_frames
     from .dataset import DatasetSpec, write_dataset
 
     if frames is None:
-        first, last = get_scene(scene).frames if not scene.endswith(".blend") else (None, None)
-        if first is None:
-            raise FileNotFoundError(f"--frames is required to capture {scene}")
-        frames = parse_frames(f"{first}-{min(last, first + 15)}")
+        first, last = get_scene(scene).frames
+        frames = range(first, min(last, first + 15) + 1)
     print(f"capturing {scene} frames {frames.start}-{frames.stop - 1} at {resolution}x{resolution}, {samples} samples -> {root}")
     write_dataset(DatasetSpec(scene=scene, frames=frames, scales=scales, resolution=(resolution, resolution),
                               samples=samples), root)
@@ -205,7 +202,7 @@ def _bench(args) -> int:
     for scene in scenes:  # capture first: any capture error stops before minutes of measuring
         root = Path(scene) if "/" in scene else Path(args.data_root) / scene
         roots[scene] = _ensure_dataset(scene, root, frames, scales, args.resolution, args.samples)
-    maps_dir = Path(args.maps) if args.maps else (Path(args.json).with_suffix("").with_name(Path(args.json).stem + "_maps") if args.json else None)
+    maps_dir = Path(args.maps) if args.maps else (Path(args.json).with_name(Path(args.json).stem + "_maps") if args.json else None)
     results = []
     for w in workloads:
         workload = bench.make_workload(w, args.scale, args.k)
