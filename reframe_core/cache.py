@@ -136,6 +136,9 @@ class CachedModel(nn.Module):
         example_inputs = tuple(example_inputs)
         if not isinstance(model, nn.Module):
             raise TypeError(f"cache_model expects an nn.Module, got {type(model).__name__}")
+        # The wrapped, unmodified network: workloads read its attributes (what its inputs mean, how its
+        # history is warped) through the cache as they would from the network itself.
+        self.network = model
         if cut == "manual":
             passes = _ManualPasses(model, example_inputs)
             self.plan = passes.plan

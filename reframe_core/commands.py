@@ -46,7 +46,7 @@ def _train(args) -> int:
                          batch=args.batch, sequence=args.sequence, crop=args.crop, lr=args.lr, seed=args.seed,
                          scale=args.scale, held_out=args.held_out.split(",") if args.held_out else [],
                          stop_after=args.stop_after, loss=args.loss, design=args.design,
-                         width=args.width)
+                         width=args.width, fe_inputs=args.fe_inputs, fe_residual=args.fe_residual)
     card = train(config, show_progress=not args.quiet)
     if "stopped_at" in card:
         print(f"stopped at step {card['stopped_at']} of {card['steps']} (checkpoint {Path(args.out).with_suffix('.ckpt')}); "
@@ -80,11 +80,15 @@ def _evaluate(args) -> int:
             print(f"{Path(r['dataset']).name:<22} {r['frames']:>6} {n['flip_mean']:>9.4f} {b['flip_mean']:>12.4f} {r['flip_reduction_vs_bicubic']:>9.1%} "
                   f"{n['psnr_mean']:>9.2f} {b['psnr_mean']:>9.2f} {n['instability']:>10.4f} {b['instability']:>10.4f}")
     else:
-        reports = [evaluate_fe(model, root, args.k) for root in roots]
-        print(f"{'dataset':<22} {'extrapolated':>12} {'FLIP net':>9} {'FLIP reproj':>11} {'reduction':>9} {'PSNR net':>9} {'PSNR reproj':>11}")
-        for r in reports:
+        cheap = args.cheap_data.split(",") if args.cheap_data else [None] * len(roots)
+        if len(cheap) != len(roots):
+            raise ValueError(f"--cheap-data names {len(cheap)} datasets for {len(roots)} in --data: give one per --data dataset, in the same order")
+        reports = [evaluate_fe(model, root, args.k, c) for root, c in zip(roots, cheap)]
+        print(f"{'dataset':<22} {'G-buffers':<28} {'extrapolated':>12} {'FLIP net':>9} {'FLIP reproj':>11} {'reduction':>9} {'PSNR net':>9} {'PSNR reproj':>11}")
+        for r, c in zip(reports, cheap):
             n, b = r["network"], r["reprojection"]
-            print(f"{Path(r['dataset']).name:<22} {r['extrapolated_frames']:>12} {n['flip_mean']:>9.4f} {b['flip_mean']:>11.4f} "
+            source = Path(c).name if c else "full"
+            print(f"{Path(r['dataset']).name:<22} {source:<28} {r['extrapolated_frames']:>12} {n['flip_mean']:>9.4f} {b['flip_mean']:>11.4f} "
                   f"{r['flip_reduction_vs_reprojection']:>9.1%} {n['psnr_mean']:>9.2f} {b['psnr_mean']:>11.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"workload": args.workload, "weights": str(args.weights or default),
@@ -121,12 +125,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--scale", type=float, default=2.0)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--held-out", default="", help="names of held-out datasets, recorded in the model card")
-    train.add_argument("--design", choices=["v1", "split"], default="v1",
-                       help="SS network design: v1, or split (the slow half of the joint layer cached, thinner hit path)")
+    train.add_argument("--design", choices=["v1", "v2", "split"], default="v2",
+                       help="SS network design: v1; v2 (v1 with a resolve that blends history, clamped history, bicubic, "
+                            "bilinear and nearest-sample candidates); split (the slow half of the joint layer cached, thinner hit path)")
     train.add_argument("--width", type=int, default=24,
                        help="SS: channels of the slow (cached) branch's first level; the split design's hit path does not grow with it")
-    train.add_argument("--loss", choices=["log1p", "tonemap"], default="log1p",
-                       help="L1 of log(1 + colour), or L1 after the display tonemap FLIP is computed in")
+    train.add_argument("--fe-inputs", choices=["shading", "color"], default="shading",
+                       help="FE: warp and predict shading (colour / albedo, re-multiplied by the current albedo) or plain colour")
+    train.add_argument("--fe-residual", choices=["full", "holes"], default="holes",
+                       help="FE: add the network's residual everywhere, or only where the history is invalid (disoccluded, entering the frame)")
+    train.add_argument("--loss", choices=["log1p", "tonemap", "tonemap-grad"], default="log1p",
+                       help="L1 of log(1 + colour); L1 after the display tonemap FLIP is computed in; the same plus L1 of its pixel differences")
     train.add_argument("--stop-after", type=int, help="run at most this many steps now, then checkpoint and stop")
     train.add_argument("--quiet", action="store_true")
     train.set_defaults(run=_train)
@@ -135,6 +144,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--workload", choices=["ss", "fe"], default="ss")
     evaluate.add_argument("--k", type=int, default=2, help="FE: render every k-th frame in full")
     evaluate.add_argument("--data", required=True, help="dataset folders, comma-separated")
+    evaluate.add_argument("--cheap-data", help="FE: cheap-pass datasets (dataset --cheap) of the same frames, one per --data "
+                                               "folder: extrapolated frames take their G-buffers and motion from them")
     evaluate.add_argument("--weights", help="weights file (default: the shipped one for --scale)")
     evaluate.add_argument("--scale", type=float, default=2.0)
     evaluate.add_argument("--policy", help="run through the cache with this policy (default: uncached)")

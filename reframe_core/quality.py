@@ -60,12 +60,23 @@ def evaluate_ss(model, root: str, scale: float = 2.0) -> dict:
     return report
 
 
-def evaluate_fe(model, root: str, k: int = 2) -> dict:
+def evaluate_fe(model, root: str, k: int = 2, cheap_root: str | None = None) -> dict:
     """Every k-th frame rendered, the rest extrapolated by ``model``; extrapolated frames are compared with
-    their native render, against plain reprojection (the last rendered frame warped by motion)."""
+    their native render, against plain reprojection (the last rendered frame warped by motion).
+
+    ``cheap_root``: a dataset of the same frames written with ``reframe-blender dataset --cheap``; the
+    extrapolated frames then get their G-buffers and motion from that cheap pass (1 sample: aliased), as
+    they would in Blender, instead of from the full render's (anti-aliased) passes.
+    """
     from .extrapolation import Extrapolator
 
     data = Dataset.open(root)
+    cheap = Dataset.open(cheap_root) if cheap_root else None
+    if cheap is not None:
+        missing = sorted(set(data.frames(1.0)) - set(cheap.frames(1.0)))
+        if missing:
+            raise ValueError(f"cheap-pass dataset {cheap_root} lacks frames {missing[0]}..{missing[-1]} of {root}; "
+                             f"render them with reframe-blender dataset --cheap --frames A-B --out {cheap_root}")
     runner = Extrapolator(model, k)
     rows = {"network": [], "reprojection": []}
     previous = None
@@ -73,18 +84,20 @@ def evaluate_fe(model, root: str, k: int = 2) -> dict:
     for frame in data.frames(1.0):
         fb = data.load(frame, 1.0)
         hints = fb.hints(previous)
-        shown, rendered = runner.step(fb, hints)
+        given = fb if cheap is None or runner.is_full_frame(hints) else cheap.load(frame, 1.0)
+        shown, rendered = runner.step(given, hints)
         if rendered:
             last_full, since = to_tensor(fb.color), []
         else:
-            since.append(to_tensor(fb.motion_prev))
+            since.append(to_tensor(given.motion_prev))
             reprojected = last_full
             for motion in since:  # chain the motions since the last rendered frame
                 reprojected = backward_warp(reprojected, motion)
             for name, image in (("network", shown), ("reprojection", to_image(reprojected))):
                 rows[name].append((flip(fb.color, image).mean, psnr(tonemap_ldr(fb.color), tonemap_ldr(image))))
         previous = fb
-    report = {"dataset": str(root), "k": k, "extrapolated_frames": len(rows["network"])}
+    report = {"dataset": str(root), "k": k, "extrapolated_frames": len(rows["network"]),
+              "gbuffers": "cheap pass" if cheap is not None else "full render"}
     for name, values in rows.items():
         flips = [v[0] for v in values]
         report[name] = {"flip_mean": float(np.mean(flips)) if flips else float("nan"),

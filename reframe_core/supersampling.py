@@ -41,6 +41,11 @@ def bicubic_upscale(color_lr: torch.Tensor, size: tuple[int, int], jitter: torch
     return upsample_unjittered(color_lr, jitter, size).clamp(min=0)
 
 
+def history_warp_mode(model) -> str:
+    """How a SupersamplingNet (or a CachedModel of one) wants its history warped: "bilinear" or "bicubic"."""
+    return getattr(getattr(model, "network", model), "history_warp", "bilinear")
+
+
 def ss_inputs(low: FrameBuffers, history: torch.Tensor | None, size: tuple[int, int]) -> tuple[torch.Tensor, ...]:
     """Network inputs for one frame: (color, gbuffer, jitter, history); a None history is a reset."""
     color = to_tensor(low.color)
@@ -72,6 +77,7 @@ class Supersampler:
         self.size = size
         self.placement = placement or Placement()
         self._previous: torch.Tensor | None = None
+        self._warp_mode = history_warp_mode(model)
 
     def reset(self) -> None:
         self._previous = None
@@ -85,7 +91,7 @@ class Supersampler:
         history = None
         if self._previous is not None:
             motion = upscale_motion(to_tensor(low.motion_prev).to(device), self.size)
-            history = backward_warp(self._previous, motion)
+            history = backward_warp(self._previous, motion, mode=self._warp_mode)
         inputs = self.placement.inputs(ss_inputs(low, history, self.size))
         with torch.inference_mode():
             if hasattr(self.model, "plan"):  # a CachedModel: the policy decides

@@ -34,7 +34,8 @@ class CaptureSettings:
         scale: divide the resolution by this (2 renders at half width and height: the SS 2x input).
         samples: EEVEE render samples (TAA).
         jitter: offset each frame's samples by the Halton(2,3) sequence (camera shift), for temporal SS.
-        fast: the cheap G-buffer mode: 1 sample, no shadows, no raytracing (frame extrapolation's in-between frames).
+        fast: the cheap G-buffer mode: no shadows, no raytracing (frame extrapolation's in-between frames); the
+            classic cheap pass also takes ``samples=1``; a few samples anti-alias its G-buffers.
     """
 
     resolution: tuple[int, int] | None = None
@@ -130,7 +131,7 @@ def capture_settings(scene: bpy.types.Scene, settings: CaptureSettings, view_lay
         render.resolution_percentage = 100
         render.use_motion_blur = False  # motion blur would smear what the Vector pass describes
         render.film_transparent = False
-        eevee.taa_render_samples = 1 if settings.fast else settings.samples
+        eevee.taa_render_samples = settings.samples
         if settings.fast:
             for name in ("use_shadows", "use_raytracing", "use_volumetric_shadows"):
                 if hasattr(eevee, name):

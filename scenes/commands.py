@@ -55,7 +55,7 @@ def _dataset(args) -> int:
     else:
         frames = parse_frames(args.frames)
     spec = DatasetSpec(scene=args.scene, frames=frames, scales=scales, resolution=resolution,
-                       samples=args.samples, jitter=not args.no_jitter, seed=args.seed)
+                       samples=args.samples, jitter=not args.no_jitter, seed=args.seed, cheap=args.cheap)
     start = time.perf_counter()
     metadata = write_dataset(spec, args.out, show_progress=not args.quiet)
     count = sum(len(v) for v in metadata["frames"].values())
@@ -73,7 +73,7 @@ def _bench_capture(args) -> int:
     resolution = (args.resolution, args.resolution)
     results = {}
     for mode, settings in (("full", CaptureSettings(resolution=resolution, samples=args.samples)),
-                           ("cheap G-buffer", CaptureSettings(resolution=resolution, fast=True))):
+                           ("cheap G-buffer", CaptureSettings(resolution=resolution, samples=args.cheap_samples, fast=True))):
         scene = get_scene(args.scene).build(0)
         timings = [t for _, t in capture(scene, frames, settings)]
         results[mode] = timings
@@ -274,6 +274,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dataset.add_argument("--samples", type=int, default=16, help="EEVEE render samples")
     dataset.add_argument("--no-jitter", action="store_true", help="no Halton sub-pixel jitter on scales > 1")
     dataset.add_argument("--seed", type=int, default=0)
+    dataset.add_argument("--cheap", action="store_true",
+                         help="render FE's cheap G-buffer pass (1 sample, shadows and raytracing off): "
+                              "eval --workload fe --cheap-data DIR takes the extrapolated frames' buffers from it")
     dataset.add_argument("--out", required=True, help="output folder (resumable)")
     dataset.add_argument("--quiet", action="store_true", help="no progress bar")
     dataset.set_defaults(run=_dataset)
@@ -309,4 +312,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--frames", default="10-14")
     bench.add_argument("--resolution", type=int, default=256)
     bench.add_argument("--samples", type=int, default=16)
+    bench.add_argument("--cheap-samples", type=int, default=1, help="samples of the cheap G-buffer pass")
     bench.set_defaults(run=_bench_capture)

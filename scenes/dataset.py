@@ -30,11 +30,15 @@ class DatasetSpec:
     samples: int = 16
     jitter: bool = True  # applied to scales > 1 only: the full-resolution frames are the reference
     seed: int = 0
+    cheap: bool = False  # FE's cheap G-buffer pass (1 sample, shadows and raytracing off) instead of full frames
 
     def settings(self) -> dict:
-        return {"scene": self.scene, "frames": [self.frames.start, self.frames.stop - 1],
-                "scales": list(self.scales), "resolution": list(self.resolution), "samples": self.samples,
-                "jitter": self.jitter, "seed": self.seed}
+        settings = {"scene": self.scene, "frames": [self.frames.start, self.frames.stop - 1],
+                    "scales": list(self.scales), "resolution": list(self.resolution), "samples": self.samples,
+                    "jitter": self.jitter, "seed": self.seed}
+        if self.cheap:  # only when set: datasets written before the option keep matching their settings
+            settings["cheap"] = True
+        return settings
 
 
 def _check_writable(out: Path) -> None:
@@ -102,7 +106,7 @@ def write_dataset(spec: DatasetSpec, out: str | Path, show_progress: bool = True
             continue
         (out / scale_dir(scale)).mkdir(exist_ok=True)
         settings = CaptureSettings(resolution=spec.resolution, scale=scale, samples=spec.samples,
-                                   jitter=spec.jitter and scale > 1)
+                                   jitter=spec.jitter and scale > 1, fast=spec.cheap)
         # Render contiguous runs, so that each frame's motion comes from its real neighbours.
         for buffers, timings in _capture_runs(scene, frames, settings):
             frame = buffers.camera.frame

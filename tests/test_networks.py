@@ -44,7 +44,7 @@ def test_split_design_caches_the_slow_half_of_the_joint_layer():
     entry = get_network("ss")
     inputs = entry.example_inputs(64, 64)
     model = entry.build(design="split").eval()
-    v1 = cache_model(entry.build().eval(), inputs)
+    v1 = cache_model(entry.build(design="v1").eval(), inputs)
     cached = cache_model(model, inputs)
     assert cached.plan.name == "slow" and cached.plan.removed_share > 0.75 > v1.plan.removed_share
     hit = {n.split("_")[0] for n in cached.plan.hit_nodes}
@@ -54,6 +54,81 @@ def test_split_design_caches_the_slow_half_of_the_joint_layer():
     torch.testing.assert_close(cached(*inputs, refresh=False), expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="unknown supersampling design 'v3'"):
         entry.build(design="v3")
+
+
+def test_v2_design_resolves_among_candidates_and_caches_exactly():
+    from reframe_core.networks.supersampling import sample_distance
+
+    # Scale 2, no jitter: every display pixel centre is a quarter low-res pixel from a sample on each axis.
+    d = sample_distance(torch.zeros(1, 2), (4, 4), (8, 8))
+    torch.testing.assert_close(d, torch.full((1, 1, 8, 8), 0.125))
+    # Jitter (0.25, -0.25) puts samples exactly on every other display pixel centre.
+    d = sample_distance(torch.tensor([[0.25, -0.25]]), (4, 4), (8, 8))
+    assert d.min() == 0 and d.max() == 0.5 and (d == 0).float().mean() == 0.25
+    entry = get_network("ss")
+    model = entry.build(design="v2").eval()
+    assert model.history_warp == "bicubic" and entry.build(design="v1").history_warp == "bilinear"
+    assert entry.build().design == "v2"  # the shipped design is the default
+    inputs = entry.example_inputs(64, 64)
+    cached = cache_model(model, inputs)
+    assert cached.plan.name == "slow" and 0.3 < cached.plan.removed_share
+    expected = model(*inputs)
+    assert expected.shape == (1, 3, 64, 64)
+    assert torch.equal(cached(*inputs, refresh=True), expected)
+    torch.testing.assert_close(cached(*inputs, refresh=False), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_shading_space_extranet_with_a_zero_head_is_demodulated_reprojection():
+    from reframe_core.extrapolation import ALBEDO_FLOOR, decode, encode, fe_inputs, warp_history
+
+    torch.manual_seed(0)
+    color, albedo, current_albedo = torch.rand(1, 3, 32, 32) * 4, torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    albedo[..., :8, :] = 0  # black / emissive surfaces: the floor keeps them finite
+    torch.testing.assert_close(decode(encode(color, albedo, "shading"), albedo, "shading"), color)
+    assert torch.equal(decode(encode(color, albedo, "color"), albedo, "color"), color)
+    motion = torch.zeros(1, 2, 32, 32)
+    motion[:, 0] = 2.0  # whole-pixel motion: bicubic warping is exact
+    ones = torch.ones(1, 1, 32, 32)
+    colors, masks = warp_history([encode(color, albedo, "shading")] * 3, [ones] * 3, motion, mode="bicubic")
+    feature = torch.cat([torch.rand(1, 4, 32, 32), current_albedo], 1)
+    net = get_network("extranet").build(n_channels=19, inputs="shading").eval()
+    torch.nn.init.zeros_(net.outc.weight)
+    torch.nn.init.zeros_(net.outc.bias)
+    with torch.no_grad():
+        out = decode(net(*fe_inputs(colors, masks, motion, None, feature)), current_albedo, "shading")
+    expected = backward_warp(color / (albedo + ALBEDO_FLOOR), motion, mode="bicubic") * (current_albedo + ALBEDO_FLOOR)
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="unknown ExtraNet inputs 'hdr'"):
+        get_network("extranet").build(inputs="hdr")
+
+
+def test_workloads_read_the_network_settings_through_the_cache():
+    from reframe_core.extrapolation import input_space
+    from reframe_core.supersampling import history_warp_mode
+
+    fe = get_network("extranet")
+    net = fe.build(n_channels=19, inputs="shading", residual="holes").eval()
+    cached = cache_model(net, fe.example_inputs(32, 32, channels=19))
+    assert cached.network is net and input_space(cached) == "shading" == input_space(net)
+    ss = get_network("ss")
+    cached = cache_model(ss.build(design="v2").eval(), ss.example_inputs(32, 32))
+    assert history_warp_mode(cached) == "bicubic" and history_warp_mode(ss.build(design="v1")) == "bilinear"
+
+
+def test_holes_residual_changes_only_pixels_whose_history_is_invalid():
+    torch.manual_seed(0)
+    net = get_network("extranet").build(n_channels=19, inputs="shading", residual="holes").eval()
+    x, feature, mask, his = get_network("extranet").example_inputs(32, 32, channels=19)
+    mask = torch.ones_like(mask)
+    mask[..., 10:14, 20:23] = 0  # a disoccluded patch
+    mask[..., 25, 5] = mask[..., 27, 9] = 0  # isolated invalid pixels (dithered glass), not holes
+    with torch.no_grad():
+        changed = (net(x, feature, mask, his) - x[:, :3]).abs().amax(1)[0] > 0
+    expected = torch.zeros(32, 32, dtype=torch.bool)
+    expected[8:16, 18:25] = True  # the patch grown by two pixels
+    assert torch.equal(changed, expected)
+    with pytest.raises(ValueError, match="unknown ExtraNet residual 'some'"):
+        get_network("extranet").build(residual="some")
 
 
 def _image(h=32, w=40):

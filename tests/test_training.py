@@ -66,11 +66,33 @@ def test_fe_training_writes_extranet_weights_and_eval_runs(tiny_dataset, tmp_pat
     assert main(["train", "--workload", "fe", "--data", str(tiny_dataset), "--out", str(weights), "--steps", "2",
                  "--batch", "2", "--crop", "32", "--quiet"]) == 0
     model, payload = load_network(weights, "extranet")
-    assert payload["config"] == {"n_channels": 19} and payload["card"]["workload"] == "fe"
+    assert payload["config"] == {"n_channels": 19, "inputs": "shading", "residual": "holes"} and payload["card"]["workload"] == "fe"
+    assert payload["card"]["fe_inputs"] == "shading" and payload["card"]["fe_residual"] == "holes"
     report_path = tmp_path / "fe.json"
     assert main(["eval", "--workload", "fe", "--data", str(tiny_dataset), "--weights", str(weights), "--json", str(report_path)]) == 0
     report = json.loads(report_path.read_text())["reports"][0]
     assert report["extrapolated_frames"] == 3 and report["reprojection"]["flip_mean"] > 0
+
+
+def test_fe_eval_takes_extrapolated_frames_from_the_cheap_pass(tiny_dataset, tmp_path):
+    cheap = tmp_path / "cheap"
+    assert main(["dataset", "--scene", "slow_pan", "--frames", "3-8", "--scales", "1", "--resolution", "48",
+                 "--samples", "1", "--cheap", "--quiet", "--out", str(cheap)]) == 0
+    assert json.loads((cheap / "metadata.json").read_text())["settings"]["cheap"] is True
+    report_path = tmp_path / "fe.json"
+    assert main(["eval", "--workload", "fe", "--data", str(tiny_dataset), "--cheap-data", str(cheap),
+                 "--json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())["reports"][0]
+    assert report["gbuffers"] == "cheap pass" and report["extrapolated_frames"] == 3
+    assert 0 < report["network"]["flip_mean"] < 1
+    partial = tmp_path / "partial"
+    assert main(["dataset", "--scene", "slow_pan", "--frames", "3-5", "--scales", "1", "--resolution", "48",
+                 "--samples", "1", "--cheap", "--quiet", "--out", str(partial)]) == 0
+    from reframe_core.quality import evaluate_fe
+    from reframe_core.weights import load_network, shipped
+
+    with pytest.raises(ValueError, match="lacks frames 6..8"):
+        evaluate_fe(load_network(shipped("fe_extranet"), "extranet")[0], str(tiny_dataset), 2, str(partial))
 
 
 def test_tonemap_loss_matches_the_metric_tonemap_and_has_finite_gradients():

@@ -19,6 +19,14 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def hole_region(valid: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) 1 where the history is invalid: holes of ``valid`` (B, 1, H, W) opened by a 3x3 erosion
+    and dilation, then grown by two pixels. The opening drops isolated invalid pixels: dithered transparency
+    makes motion disagree on random pixels of a glass pane, which are not disocclusions."""
+    holes = -F.max_pool2d(-(1 - valid), 3, stride=1, padding=1)  # erode
+    return F.max_pool2d(holes, 7, stride=1, padding=3)  # dilate back, and two pixels more
+
+
 class GatedConv2d(nn.Module):
     """Light-weight gated convolution: features times a one-channel sigmoid gate."""
 
@@ -88,6 +96,12 @@ class ExtraNet(nn.Module):
         n_channels: channels of ``cat([x, x * mask, feature])`` (18 in the published setup).
         n_classes: output channels (3).
         skip: add ``x[:, :3]`` (the warped colour) to the output.
+        inputs: what the colour inputs and the output hold. ``"color"``: linear colour, as published.
+            ``"shading"``: ``log1p`` of colour demodulated by albedo (see :mod:`reframe_core.extrapolation`);
+            the layers are the same, the workload converts on the way in and out.
+        residual: where the head's output is added to the warped colour. ``"full"``: everywhere, as
+            published. ``"holes"``: only where the history is invalid (``mask`` 0: disoccluded or entering
+            the frame; see :func:`hole_region`); elsewhere the warped history passes through unchanged.
 
     Inputs of ``forward(x, feature, mask, his_buffer)``:
         x: (B, 6, H, W) warped colour and occlusion-warped colour; mask: (B, 6, H, W) hole mask;
@@ -97,9 +111,18 @@ class ExtraNet(nn.Module):
     Returns: (B, n_classes, H, W).
     """
 
-    def __init__(self, n_channels: int = 18, n_classes: int = 3, skip: bool = True):
+    INPUTS = ("color", "shading")
+    RESIDUALS = ("full", "holes")
+
+    def __init__(self, n_channels: int = 18, n_classes: int = 3, skip: bool = True, inputs: str = "color",
+                 residual: str = "full"):
         super().__init__()
-        self.n_channels, self.n_classes, self.skip = n_channels, n_classes, skip
+        if inputs not in self.INPUTS:
+            raise ValueError(f"unknown ExtraNet inputs {inputs!r}: one of {', '.join(self.INPUTS)}")
+        if residual not in self.RESIDUALS:
+            raise ValueError(f"unknown ExtraNet residual {residual!r}: one of {', '.join(self.RESIDUALS)}")
+        self.n_channels, self.n_classes, self.skip, self.inputs = n_channels, n_classes, skip, inputs
+        self.residual = residual
         self.convHis1 = _history_stage(4, 24)
         self.convHis2 = _history_stage(24, 32)
         self.convHis3 = _history_stage(32, 32)
@@ -133,6 +156,8 @@ class ExtraNet(nn.Module):
         res = self.up2(res, x2)
         res = self.up3(res, x1)
         out = self.outc(res)
+        if self.residual == "holes":
+            out = out * hole_region(mask[:, :1])
         return out + x[:, 0:3] if self.skip else out
 
 

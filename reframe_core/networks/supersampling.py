@@ -11,7 +11,7 @@ up-sampled colour (jitter undone) and the previous output warped by motion (temp
 layers predict, per display pixel, how much of the history to keep and a colour correction, so the jittered
 samples of successive frames accumulate as in TAA. Colour is processed as ``log1p`` of linear radiance.
 
-Two designs share this code (``design=``):
+Three designs share this code (``design=``; ``"v2"`` is the default and the shipped one):
 
 * ``"v1"``: the fast and slow features are concatenated and mixed by two convolutions, then a 3-layer
   refinement at display resolution. A hit still runs 46 % of the FLOPs.
@@ -19,6 +19,13 @@ Two designs share this code (``design=``):
   slow half moves into the cached branch (``slow`` ends with it) and the hit only adds the fast half; the
   fast branch and the display-resolution refinement are one layer thinner. A hit runs about a fifth of the
   FLOPs, which is what bounds the speedup of caching (1 / hit share at 100 % hits).
+* ``"v2"``: v1's branches, with a display-resolution resolve that chooses among candidates instead of
+  trusting one: the warped history, the same clamped to the current frame's local colour range (the TAA
+  clamp against ghosting where motion vectors describe another surface, as behind glass), bicubic and
+  bilinear up-sampling (bicubic rings on very bright edges, bilinear does not), and the nearest jittered
+  sample itself, with that sample's distance to the display pixel (a sample that lands on the pixel is
+  exact). The layers predict a softmax blend of the candidates plus a small correction; the history is
+  warped bicubically (repeated bilinear resampling of the history blurs it frame after frame).
 """
 from __future__ import annotations
 
@@ -68,6 +75,30 @@ def upsample_unjittered(image: torch.Tensor, jitter: torch.Tensor, size, mode: s
     return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=False)
 
 
+def sample_distance(jitter: torch.Tensor, low_size, size) -> torch.Tensor:
+    """(B, 1, H, W): squared distance, in low-res pixels, from each display pixel centre to the nearest
+    jittered low-res sample (0 where a sample lands on the pixel; up to 0.5)."""
+    h, w = low_size
+    xs = (torch.arange(size[1], dtype=jitter.dtype, device=jitter.device) + 0.5) * (w / size[1])
+    ys = (torch.arange(size[0], dtype=jitter.dtype, device=jitter.device) + 0.5) * (h / size[0])
+    dx = xs[None, :] - jitter[:, 0, None]  # samples sit at k + 0.5 in these coordinates
+    dy = ys[None, :] - jitter[:, 1, None]
+    dx = dx - torch.floor(dx) - 0.5
+    dy = dy - torch.floor(dy) - 0.5
+    return (dy[:, :, None] ** 2 + dx[:, None, :] ** 2)[:, None]
+
+
+def local_range(tone: torch.Tensor, jitter: torch.Tensor, size) -> tuple[torch.Tensor, torch.Tensor]:
+    """Min and max of each low-res pixel's 3x3 neighbourhood, read at the display pixels (nearest)."""
+    padded = F.pad(tone, (1, 1, 1, 1), mode="replicate")
+    high = F.max_pool2d(padded, 3, 1)
+    low = -F.max_pool2d(-padded, 3, 1)
+    return (upsample_unjittered(low, jitter, size, mode="nearest"), upsample_unjittered(high, jitter, size, mode="nearest"))
+
+
+V2_CANDIDATES = 5  # history, clamped history, bicubic, bilinear, nearest sample
+
+
 class SupersamplingNet(nn.Module):
     """Low-res colour + G-buffers + jitter + warped history -> display-resolution colour.
 
@@ -80,14 +111,22 @@ class SupersamplingNet(nn.Module):
     Returns: (B, 3, H, W) linear colour (may dip slightly below 0; consumers clamp).
     """
 
-    DESIGNS = ("v1", "split")
+    DESIGNS = ("v1", "split", "v2")
 
-    def __init__(self, width: int = 24, design: str = "v1"):
+    def __init__(self, width: int = 24, design: str = "v2"):
         super().__init__()
         if design not in self.DESIGNS:
             raise ValueError(f"unknown supersampling design {design!r}: one of {', '.join(self.DESIGNS)}")
         self.design = design
-        if design == "v1":
+        # How the previous output is warped to the current frame (Supersampler and training read this).
+        self.history_warp = "bicubic" if design == "v2" else "bilinear"
+        if design == "v2":
+            self.fast = nn.Sequential(_conv(3 + 2, width), _conv(width, width))
+            self.slow = SlowBranch(3 + GBUFFER_CHANNELS, width)
+            self.joint = nn.Sequential(_conv(2 * width, width), nn.Conv2d(width, 16, 3, padding=1))
+            self.refine = nn.Sequential(_conv(16 + 3 * V2_CANDIDATES + 1, 24), _conv(24, 16),
+                                        nn.Conv2d(16, V2_CANDIDATES + 3, 3, padding=1))
+        elif design == "v1":
             self.fast = nn.Sequential(_conv(3 + 2, width), _conv(width, width))
             self.slow = SlowBranch(3 + GBUFFER_CHANNELS, width)
             self.joint = nn.Sequential(_conv(2 * width, width), nn.Conv2d(width, 16, 3, padding=1))
@@ -106,7 +145,7 @@ class SupersamplingNet(nn.Module):
         jitter_map = jitter[:, :, None, None].expand(-1, -1, color.shape[-2], color.shape[-1])
         fast = self.fast(torch.cat([tone, jitter_map], 1))
         slow = self.slow(torch.cat([tone, gbuffer], 1))
-        if self.design == "v1":
+        if self.design in ("v1", "v2"):
             joint = self.joint(torch.cat([fast, slow], 1))
         else:
             joint = F.leaky_relu(self.joint(fast) + slow, 0.1)
@@ -115,10 +154,24 @@ class SupersamplingNet(nn.Module):
         base = upsample_unjittered(tone, jitter, size)
         up = upsample_unjittered(joint, jitter, size, mode="bilinear")
         past = torch.log1p(history.clamp(min=0))
+        if self.design == "v2":
+            return self._resolve_v2(tone, jitter, joint, base, past, size)
         refined = self.refine(torch.cat([up, base, past], 1))
         weight = torch.sigmoid(refined[:, :1])
         out = weight * past + (1 - weight) * base + refined[:, 1:]
         # No lower clamp: it would stop gradients where the output dips below zero (a dead network).
+        return torch.expm1(out.clamp(max=12))
+
+    def _resolve_v2(self, tone, jitter, joint, bicubic, past, size) -> torch.Tensor:
+        low, high = local_range(tone, jitter, size)
+        candidates = torch.stack([past, torch.minimum(torch.maximum(past, low), high), bicubic,
+                                  upsample_unjittered(tone, jitter, size, mode="bilinear"),
+                                  upsample_unjittered(tone, jitter, size, mode="nearest")], 1)  # (B, 5, 3, H, W)
+        up = upsample_unjittered(joint, jitter, size, mode="bilinear")
+        distance = sample_distance(jitter, tone.shape[-2:], size).expand(tone.shape[0], -1, -1, -1)
+        refined = self.refine(torch.cat([up, candidates.flatten(1, 2), distance], 1))
+        weights = torch.softmax(refined[:, :V2_CANDIDATES], 1)[:, :, None]
+        out = (weights * candidates).sum(1) + refined[:, V2_CANDIDATES:]
         return torch.expm1(out.clamp(max=12))
 
 
