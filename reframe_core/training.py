@@ -238,6 +238,10 @@ def train(config: TrainConfig, show_progress: bool = True) -> dict:
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=config.lr * 0.05)
     generator = torch.Generator().manual_seed(config.seed)
     step = 0
+    try:  # the weights, checkpoint and log go beside --out: make its folder, as the dataset command does
+        Path(config.out).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot create the folder of --out {config.out}: {exc.strerror or exc}; choose a writable --out") from None
     log_path = Path(config.out).with_suffix(".log.jsonl")
     ckpt = _checkpoint_path(config)
     if ckpt.exists():

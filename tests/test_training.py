@@ -17,7 +17,7 @@ def _train(data, out, steps, *extra):
 
 
 def test_training_is_deterministic_and_resumes(tiny_dataset, tmp_path):
-    straight = tmp_path / "straight.pt"
+    straight = tmp_path / "new" / "folder" / "straight.pt"  # --out's folder is made when missing
     assert _train(tiny_dataset, straight, 4) == 0
     resumed = tmp_path / "resumed.pt"
     assert _train(tiny_dataset, resumed, 4, "--stop-after", "2") == 0  # an interrupted run
