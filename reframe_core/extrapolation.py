@@ -15,8 +15,10 @@ What the colour channels hold depends on the network's ``inputs`` (:class:`Extra
 divided by its own albedo before it is warped and the output multiplied by the current frame's albedo. The
 cheap pass renders the current albedo exactly, so texture detail and disoccluded surfaces come from it
 rather than from a resampled, smeared old frame; only the slowly varying shading is carried over. On the
-held-out ``emissive_transparent`` frames this alone takes plain reprojection's FLIP from 0.0181 to 0.0116.
-Shading-space histories are warped bicubically (less blur over chained warps than bilinear).
+held-out ``emissive_transparent`` frames this alone (the network's residual at zero) takes plain
+reprojection's FLIP from 0.0181 to 0.0110. The current albedo must then be anti-aliased: from a 1-sample
+cheap pass the result is worse than plain reprojection (see the FE model card). Shading-space histories are
+warped bicubically (less blur over chained warps than bilinear).
 """
 from __future__ import annotations
 
