@@ -268,6 +268,12 @@ class CachedModel(nn.Module):
         return output
 
 
+def network_of(model) -> nn.Module:
+    """The network itself: ``model`` unchanged, or the network a :class:`CachedModel` wraps. Read by
+    attribute, not type, so wrappers that forward attributes (the bench's timers) work too."""
+    return getattr(model, "network", model)
+
+
 def cache_model(model: nn.Module, example_inputs: Sequence, cut: str | Sequence[str] = "auto",
                 policy: str | RefreshPolicy | None = None, record_timing: bool = True) -> CachedModel:
     """Wrap ``model`` with layer caching, leaving the model itself untouched.

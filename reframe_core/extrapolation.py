@@ -31,7 +31,8 @@ import torch
 from .buffers import FrameBuffers
 from .hints import CameraHints
 from .placement import Placement
-from .supersampling import gbuffer
+from .cache import network_of
+from .supersampling import gbuffer, history_warp_mode
 from .warp import backward_warp, disocclusion_mask, in_frame_mask, to_image, to_tensor
 
 FEATURE_CHANNELS = 7
@@ -39,12 +40,12 @@ N_CHANNELS = 12 + FEATURE_CHANNELS
 # Added to albedo before dividing: keeps black and emissive surfaces (albedo 0) finite, and there the
 # division and the multiplication by the current albedo cancel to plain reprojection.
 ALBEDO_FLOOR = 0.05
-WARP_MODE = {"color": "bilinear", "shading": "bicubic"}
+FEATURE_ALBEDO = slice(4, 7)  # albedo's channels in feature_tensor: normal 3, depth 1, albedo 3
 
 
 def input_space(model) -> str:
     """``"color"`` or ``"shading"``: what an ExtraNet (or a CachedModel of one) takes and returns."""
-    return getattr(getattr(model, "network", model), "inputs", "color")
+    return getattr(network_of(model), "inputs", "color")
 
 
 def encode(color: torch.Tensor, albedo: torch.Tensor, space: str) -> torch.Tensor:
@@ -115,6 +116,7 @@ class Extrapolator:
             raise ValueError(f"k must be >= 1, got {k}")
         self.model, self.k = model, k
         self.space = input_space(model)
+        self._warp_mode = history_warp_mode(model)
         self.placement = placement or Placement()
         self._history: deque[_Shown] = deque(maxlen=3)
         self._index = 0
@@ -140,7 +142,7 @@ class Extrapolator:
         albedo = to_tensor(frame.albedo).to(device) if self.space == "shading" else None
         if self._history:  # bring the history to this frame
             colors, masks = warp_history([h.signal for h in self._history], [h.mask for h in self._history], motion,
-                                         mode=WARP_MODE[self.space])
+                                         mode=self._warp_mode)
             for item, color, mask in zip(self._history, colors, masks):
                 item.signal, item.mask = color, mask
         if full:

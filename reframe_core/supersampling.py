@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .buffers import FrameBuffers
+from .cache import network_of
 from .networks.supersampling import upsample_unjittered
 from .hints import CameraHints
 from .placement import Placement
@@ -42,8 +43,9 @@ def bicubic_upscale(color_lr: torch.Tensor, size: tuple[int, int], jitter: torch
 
 
 def history_warp_mode(model) -> str:
-    """How a SupersamplingNet (or a CachedModel of one) wants its history warped: "bilinear" or "bicubic"."""
-    return getattr(getattr(model, "network", model), "history_warp", "bilinear")
+    """How a network (or a CachedModel of one) wants its history warped: its ``history_warp`` attribute,
+    "bilinear" or "bicubic" (SupersamplingNet and ExtraNet declare it; others get "bilinear")."""
+    return getattr(network_of(model), "history_warp", "bilinear")
 
 
 def ss_inputs(low: FrameBuffers, history: torch.Tensor | None, size: tuple[int, int]) -> tuple[torch.Tensor, ...]:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from .buffers import atomic_write
 from .dataset import Dataset
 from .networks import get_network
-from .extrapolation import N_CHANNELS, WARP_MODE, decode, encode, feature_tensor, fe_inputs, input_space, warp_history
+from .extrapolation import FEATURE_ALBEDO, N_CHANNELS, decode, encode, feature_tensor, fe_inputs, input_space, warp_history
 from .supersampling import bicubic_upscale, gbuffer, history_warp_mode, upscale_motion
 from .warp import backward_warp, to_tensor
 from .weights import save_weights
@@ -196,9 +196,8 @@ def _sample_fe(sequences, config: TrainConfig, generator: torch.Generator):
 def fe_loss(model, batch, device, kind: str = "log1p") -> torch.Tensor:
     """Extrapolate frame t from rendered frames t-3..t-1; :func:`image_loss` against the rendered frame t."""
     b = {k: v.to(device) for k, v in batch.items()}
-    space = input_space(model)
-    mode = WARP_MODE[space]
-    albedo = [f[:, 4:7] for f in b["feature"]]  # feature_tensor: normal 3, depth 1, albedo 3
+    space, mode = input_space(model), history_warp_mode(model)
+    albedo = [f[:, FEATURE_ALBEDO] for f in b["feature"]]
     colors, masks = [encode(b["color"][0], albedo[0], space)], [torch.ones_like(b["color"][0][:, :1])]
     for t in (1, 2):
         colors, masks = warp_history(colors, masks, b["motion_prev"][t], mode=mode)

@@ -123,6 +123,9 @@ class ExtraNet(nn.Module):
             raise ValueError(f"unknown ExtraNet residual {residual!r}: one of {', '.join(self.RESIDUALS)}")
         self.n_channels, self.n_classes, self.skip, self.inputs = n_channels, n_classes, skip, inputs
         self.residual = residual
+        # How the workload warps the history (Extrapolator and training read this): bicubic keeps shading
+        # sharper over chained warps; the published colour network was trained with bilinear warps.
+        self.history_warp = "bicubic" if inputs == "shading" else "bilinear"
         self.convHis1 = _history_stage(4, 24)
         self.convHis2 = _history_stage(24, 32)
         self.convHis3 = _history_stage(32, 32)

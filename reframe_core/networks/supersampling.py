@@ -120,16 +120,14 @@ class SupersamplingNet(nn.Module):
         self.design = design
         # How the previous output is warped to the current frame (Supersampler and training read this).
         self.history_warp = "bicubic" if design == "v2" else "bilinear"
-        if design == "v2":
+        if design in ("v1", "v2"):
             self.fast = nn.Sequential(_conv(3 + 2, width), _conv(width, width))
             self.slow = SlowBranch(3 + GBUFFER_CHANNELS, width)
             self.joint = nn.Sequential(_conv(2 * width, width), nn.Conv2d(width, 16, 3, padding=1))
+        if design == "v2":
             self.refine = nn.Sequential(_conv(16 + 3 * V2_CANDIDATES + 1, 24), _conv(24, 16),
                                         nn.Conv2d(16, V2_CANDIDATES + 3, 3, padding=1))
         elif design == "v1":
-            self.fast = nn.Sequential(_conv(3 + 2, width), _conv(width, width))
-            self.slow = SlowBranch(3 + GBUFFER_CHANNELS, width)
-            self.joint = nn.Sequential(_conv(2 * width, width), nn.Conv2d(width, 16, 3, padding=1))
             # Per display pixel: a blend weight between the warped history and the current frame (as TAA
             # does, which is what accumulates the jittered samples over frames) and a colour correction.
             self.refine = nn.Sequential(_conv(16 + 3 + 3, 24), _conv(24, 16), nn.Conv2d(16, 4, 3, padding=1))
@@ -155,19 +153,18 @@ class SupersamplingNet(nn.Module):
         up = upsample_unjittered(joint, jitter, size, mode="bilinear")
         past = torch.log1p(history.clamp(min=0))
         if self.design == "v2":
-            return self._resolve_v2(tone, jitter, joint, base, past, size)
+            return self._resolve_v2(tone, jitter, up, base, past, size)
         refined = self.refine(torch.cat([up, base, past], 1))
         weight = torch.sigmoid(refined[:, :1])
         out = weight * past + (1 - weight) * base + refined[:, 1:]
         # No lower clamp: it would stop gradients where the output dips below zero (a dead network).
         return torch.expm1(out.clamp(max=12))
 
-    def _resolve_v2(self, tone, jitter, joint, bicubic, past, size) -> torch.Tensor:
+    def _resolve_v2(self, tone, jitter, up, bicubic, past, size) -> torch.Tensor:
         low, high = local_range(tone, jitter, size)
         candidates = torch.stack([past, torch.minimum(torch.maximum(past, low), high), bicubic,
                                   upsample_unjittered(tone, jitter, size, mode="bilinear"),
                                   upsample_unjittered(tone, jitter, size, mode="nearest")], 1)  # (B, 5, 3, H, W)
-        up = upsample_unjittered(joint, jitter, size, mode="bilinear")
         distance = sample_distance(jitter, tone.shape[-2:], size).expand(tone.shape[0], -1, -1, -1)
         refined = self.refine(torch.cat([up, candidates.flatten(1, 2), distance], 1))
         weights = torch.softmax(refined[:, :V2_CANDIDATES], 1)[:, :, None]
