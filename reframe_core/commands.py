@@ -32,7 +32,8 @@ def _cuts(args) -> int:
 def _bench_cache(args) -> int:
     from .speed import format_report, measure_cache_speed
 
-    report = measure_cache_speed(args.model, args.size, repeats=args.repeats, device=args.device)
+    report = measure_cache_speed(args.model, args.size, repeats=args.repeats, device=args.device,
+                                 precision=args.precision, channels_last=args.channels_last, compile_model=args.compile)
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report.as_dict(), indent=2))
@@ -107,9 +108,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     bench = subparsers.add_parser("bench-cache", help="median full vs hit pass time and policy overhead")
     bench.add_argument("--model", choices=sorted(NETWORKS), default="unet")
-    bench.add_argument("--size", type=int, default=256)
+    bench.add_argument("--size", default="256", help="display size: N (square) or WIDTHxHEIGHT, e.g. 1920x1080 "
+                                                     "(the SS network's input is this divided by its scale)")
     bench.add_argument("--repeats", type=int, default=30)
-    bench.add_argument("--device", default="cpu")
+    bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    bench.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
+    bench.add_argument("--channels-last", action="store_true", help="run the network in channels-last memory layout")
+    bench.add_argument("--compile", action="store_true", help="torch.compile the refresh and hit passes")
     bench.add_argument("--json", help="also write the report as JSON to this file")
     bench.set_defaults(run=_bench_cache)
 

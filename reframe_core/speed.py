@@ -14,14 +14,36 @@ import torch
 
 from .cache import cache_model
 from .networks import get_network
+from .placement import Placement
 from .synthetic import panning_sequence
+
+# Networks with shipped weights are timed with them, so the measured design is the one users run.
+SHIPPED_WEIGHTS = {"ss": "ss_x2", "extranet": "fe_extranet"}
+
+
+def parse_size(text: str | int) -> tuple[int, int]:
+    """``"256"`` -> (256, 256); ``"1920x1080"`` -> (1080, 1920) as (height, width)."""
+    if isinstance(text, int):
+        return text, text
+    parts = str(text).lower().split("x")
+    try:
+        values = [int(v) for v in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values) < 16:
+        raise ValueError(f"size {text!r}: give N (square) or WIDTHxHEIGHT, each at least 16, e.g. 256 or 1920x1080")
+    return (values[0], values[0]) if len(values) == 1 else (values[1], values[0])
 
 
 @dataclass(frozen=True)
 class SpeedReport:
     model: str
-    size: int
+    size: str  # display size WIDTHxHEIGHT
     device: str
+    precision: str
+    channels_last: bool
+    compiled: bool
+    weights: str | None
     cut: str
     cached: list
     flops_removed_per_hit: float
@@ -46,14 +68,31 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def measure_cache_speed(model: str = "unet", size: int = 256, repeats: int = 30, warmup: int = 5,
-                        policies=("delta:0.1", "motion", "delta:0.1+max-age:8"), device: str = "cpu") -> SpeedReport:
+def measure_cache_speed(model: str = "unet", size: str | int = 256, repeats: int = 30, warmup: int = 5,
+                        policies=("delta:0.1", "motion", "delta:0.1+max-age:8"), device: str = "cpu",
+                        precision: str = "fp32", channels_last: bool = False, compile_model: bool = False,
+                        shipped_weights: bool = True) -> SpeedReport:
+    """Median full and hit pass of ``model`` at display size ``size`` (``N`` or ``WIDTHxHEIGHT``)."""
     torch.manual_seed(0)
+    height, width = parse_size(size)
+    placement = Placement(device=device, precision=precision, channels_last=channels_last)
     entry = get_network(model)
-    net = entry.build().eval().to(device)
-    inputs = tuple(t.to(device) for t in entry.example_inputs(size, size))
+    weights = None
+    if shipped_weights and model in SHIPPED_WEIGHTS:
+        from .weights import load_network, shipped
+
+        weights = shipped(SHIPPED_WEIGHTS[model])
+        net, _ = load_network(weights, expected_arch=model)
+    else:
+        net = entry.build().eval()
+    net = placement.model(net)
+    # A loaded network may take another input width than the builder's default (ExtraNet's n_channels).
+    extra = {"channels": net.n_channels} if hasattr(net, "n_channels") else {}
+    inputs = placement.inputs(entry.example_inputs(height, width, **extra))
     cached = cache_model(net, inputs, cut="auto", record_timing=False)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    if compile_model:
+        cached.compile()
+    sync = placement.synchronize
 
     def timed(refresh: bool) -> float:
         sync()
@@ -73,27 +112,31 @@ def measure_cache_speed(model: str = "unet", size: int = 256, repeats: int = 30,
 
     overhead = {}
     if model == "unet":  # policies read input 0 and camera hints: a synthetic pan provides both
-        sequence = [(image.to(device), hints) for image, hints in panning_sequence(frames=repeats, height=size, width=size)]
+        sequence = [(placement.inputs([image])[0], hints) for image, hints in panning_sequence(frames=repeats, height=height, width=width)]
         for spec in policies:
             with_policy = cache_model(net, inputs, cut="auto", policy=spec, record_timing=True)
             for image, hints in sequence:
                 with_policy(image, hints=hints)
             overhead[spec] = with_policy.stats.overhead_ms
     return SpeedReport(
-        model=model, size=size, device=device, cut=cached.plan.name, cached=list(cached.plan.cached_labels),
+        model=model, size=f"{width}x{height}", device=device, precision=precision, channels_last=channels_last,
+        compiled=compile_model, weights=weights.name if weights else None, cut=cached.plan.name, cached=list(cached.plan.cached_labels),
         flops_removed_per_hit=cached.plan.removed_share,
         full_ms=full_median, full_ms_p10_p90=(_percentile(full, 0.1), _percentile(full, 0.9)),
         hit_ms=hit_median, hit_ms_p10_p90=(_percentile(hit, 0.1), _percentile(hit, 0.9)),
         hit_over_full=hit_median / full_median,
         overhead_ms=overhead, overhead_over_full={k: v / full_median for k, v in overhead.items()},
         repeats=repeats, threads=torch.get_num_threads(), torch=torch.__version__,
-        machine=f"{platform.machine()} {platform.processor() or ''} {torch.cuda.get_device_name() if device.startswith('cuda') else 'cpu'}".strip(),
+        machine=(torch.cuda.get_device_name(torch.device(device)) if placement.is_cuda
+                 else f"{platform.machine()} CPU"),
     )
 
 
 def format_report(r: SpeedReport) -> str:
     lines = [
-        f"model {r.model} at {r.size}x{r.size} on {r.device} ({r.threads} threads, torch {r.torch}); cut {r.cut} caches {', '.join(r.cached)}",
+        f"model {r.model}{f' ({r.weights})' if r.weights else ''} at {r.size} on {r.device} {r.precision}"
+        f"{' channels-last' if r.channels_last else ''}{' compiled' if r.compiled else ''} ({r.machine}; {r.threads} threads, "
+        f"torch {r.torch}); cut {r.cut} caches {', '.join(r.cached)}",
         f"FLOPs removed per hit: {r.flops_removed_per_hit:.1%}",
         f"full pass  median {r.full_ms:8.2f} ms  (p10 {r.full_ms_p10_p90[0]:.2f}, p90 {r.full_ms_p10_p90[1]:.2f}, n={r.repeats})",
         f"hit pass   median {r.hit_ms:8.2f} ms  (p10 {r.hit_ms_p10_p90[0]:.2f}, p90 {r.hit_ms_p10_p90[1]:.2f}, n={r.repeats})",

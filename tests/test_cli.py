@@ -33,3 +33,12 @@ def test_bench_cache_writes_json(tmp_path, capsys):
     assert main(["bench-cache", "--size", "32", "--repeats", "3", "--json", str(target)]) == 0
     report = json.loads(target.read_text())
     assert report["hit_ms"] > 0 and report["full_ms"] > 0 and "delta:0.1" in report["overhead_ms"]
+
+
+def test_bench_cache_takes_a_display_size_and_rejects_a_bad_one(tmp_path, capsys):
+    target = tmp_path / "speed.json"
+    assert main(["bench-cache", "--model", "ss", "--size", "48x32", "--repeats", "1", "--json", str(target)]) == 0
+    report = json.loads(target.read_text())
+    assert report["size"] == "48x32" and report["weights"] == "ss_x2.pt"
+    assert main(["bench-cache", "--size", "wide"]) == 2
+    assert "WIDTHxHEIGHT" in capsys.readouterr().err
