@@ -1,4 +1,5 @@
 """Networks: ExtraNet checkpoint compatibility, the SS net's shape and cut, warping on analytic flows."""
+import math
 from pathlib import Path
 
 import pytest
@@ -8,23 +9,95 @@ from reframe_core import cache_model
 from reframe_core.networks import get_network
 from reframe_core.warp import backward_warp, disocclusion_mask, in_frame_mask
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "extranet_state_dict.tsv"
+# Keys and shapes of the original ExtraNet(18, 3) state dict, checked against the original repository's checkpoint.
+REFERENCE = Path(__file__).resolve().parent / "data" / "extranet_state_dict.tsv"
+BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # BatchNorm entries that are not parameters
 
 
-def _reference_shapes():
-    rows = [line.split("\t") for line in REFERENCE.read_text().splitlines() if line and not line.startswith("#")][1:]
-    return {key: tuple(int(v) for v in shape.strip("()").split(",") if v.strip()) for key, shape in rows}
+def _reference_shapes() -> dict[str, tuple[int, ...]]:
+    rows = [line.split("\t") for line in REFERENCE.read_text().splitlines() if line and not line.startswith("#")]
+    assert rows[0] == ["key", "shape"]
+    return {key: tuple(int(v) for v in shape.strip("()").split(",") if v.strip()) for key, shape in rows[1:]}
 
 
-@pytest.mark.skipif(not REFERENCE.exists(), reason="shared/reference is not beside this checkout")
+def _random_published_extranet() -> torch.nn.Module:
+    """ExtraNet as the original code builds it, ExtraNet(18, 3), with random weights and BatchNorm statistics."""
+    net = get_network("extranet").build(n_channels=18, n_classes=3, inputs="color", residual="full")
+    with torch.no_grad():
+        for name, tensor in net.state_dict().items():
+            if name.endswith("num_batches_tracked"):
+                tensor.fill_(7)
+            elif name.endswith("running_var"):
+                tensor.uniform_(0.5, 2.0)
+            else:
+                tensor.normal_(0, 0.2)
+    return net.eval()
+
+
 def test_extranet_state_dict_matches_the_published_checkpoint_layout():
+    reference = _reference_shapes()
+    # The table itself: 195 entries, 262,141 parameters (the BatchNorm buffers are entries but not parameters).
+    assert len(reference) == 195
+    assert sum(math.prod(s) for k, s in reference.items() if not k.endswith(BUFFERS)) == 262_141
+    assert reference["conv1.conv_feature.weight"] == (24, 18, 3, 3) and reference["outc.bias"] == (3,)
     model = get_network("extranet").build(n_channels=18, n_classes=3)
-    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    assert ours == _reference_shapes()
+    ours = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+    assert ours == list(reference.items())  # same keys, same order, same shapes
     assert sum(p.numel() for p in model.parameters()) == 262_141
-    # A checkpoint of the original code stores the dict under 'state_dict': it loads strictly.
-    checkpoint = {"state_dict": {k: torch.zeros(s) for k, s in _reference_shapes().items()}}
-    model.load_state_dict(checkpoint["state_dict"], strict=True)
+
+
+def test_original_extranet_checkpoints_load_through_load_network(tmp_path):
+    from reframe_core.weights import PLAIN_FORMAT, load_network
+
+    net = _random_published_extranet()
+    inputs = get_network("extranet").example_inputs(32, 32, channels=18)
+    with torch.no_grad():
+        expected = net(*inputs)
+    assert expected.isfinite().all() and not torch.allclose(expected, inputs[0][:, :3])  # a non-trivial residual
+    # As the original Model/train.py saves its final model, its periodic checkpoints, and with DataParallel.
+    final = tmp_path / "finalModel.pkl"
+    torch.save(net.state_dict(), final)
+    periodic = tmp_path / "totalModel.5.pth.tar"
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+    torch.save({"epoch": 6, "state_dict": net.state_dict(), "optimizer": optimizer.state_dict()}, periodic)
+    parallel = tmp_path / "parallel.pth"
+    torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, parallel)
+    for path in (final, periodic, parallel):
+        loaded, payload = load_network(path, expected_arch="extranet")
+        assert payload["format"] == PLAIN_FORMAT and payload["arch"] == "extranet"
+        assert payload["config"]["n_channels"] == 18 and str(path) in payload["card"]["file"]
+        assert not loaded.training and loaded.inputs == "color" and loaded.residual == "full" and loaded.skip
+        with torch.no_grad():
+            assert torch.equal(loaded(*inputs), expected), path.name
+    assert load_network(periodic, "extranet")[1]["card"]["epoch"] == 6
+    assert "'module.' prefix removed" in load_network(parallel, "extranet")[1]["card"]["source"]
+
+
+def test_a_mismatched_plain_state_dict_gets_one_clear_error(tmp_path):
+    from reframe_core.weights import WeightsError, load_network
+
+    state = _random_published_extranet().state_dict()
+    del state["outc.bias"]
+    state["flowpred.weight"] = torch.zeros(3)
+    state["conv1.conv_feature.weight"] = torch.zeros(24, 19, 3, 3)  # trained with 19 input channels
+    bad = tmp_path / "other.pth"
+    torch.save(state, bad)
+    with pytest.raises(WeightsError) as error:
+        load_network(bad, expected_arch="extranet")
+    message = str(error.value)
+    assert str(bad) in message and "does not match the published layout" in message
+    assert "missing 1: outc.bias" in message and "unexpected 1: flowpred.weight" in message
+    assert "conv1.conv_feature.weight (24, 19, 3, 3) in the file, (24, 18, 3, 3) expected" in message
+    assert "'n_channels': 18" in message and "195 entries" in message
+    # Without an architecture that has a published layout, an untagged file is refused as before.
+    torch.save(_random_published_extranet().state_dict(), bad)
+    for arch in (None, "ss"):
+        with pytest.raises(WeightsError, match=r"other\.pth is not a ReFrame weights file.*plain state dict"):
+            load_network(bad, expected_arch=arch)
+    torch.save({"weights": [1, 2]}, bad)
+    untagged = r"other\.pth is not a ReFrame weights file \(no 'reframe-weights/1' format tag\)"
+    with pytest.raises(WeightsError, match=untagged + r" \(expected architecture 'extranet'\)$"):
+        load_network(bad, expected_arch="extranet")
 
 
 def test_supersampling_net_outputs_display_size_and_caches_its_slow_branch():

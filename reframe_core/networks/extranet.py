@@ -2,7 +2,7 @@
 
 Module names, parameter names and shapes follow the published network so that its original checkpoints
 (``state_dict`` key, 195 entries, 262,141 parameters for 18 input channels; see
-``shared/reference/extranet_state_dict.tsv``) load unchanged. Structure:
+``tests/data/extranet_state_dict.tsv``) load unchanged. Structure:
 
 * a history encoder (``convHis1..3``, stride-2 plain convs) over the 3 previous warped frames, joined at
   1/8 resolution by a gated conv (``lowlevelGated``);
