@@ -3,7 +3,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 
 from reframe_core import bench
 from reframe_core.cli import main
@@ -53,7 +56,7 @@ def test_policy_rows_carry_speed_and_quality_figures(report):
             assert len(flips["per_frame"]) == result["network_frames"] == len(p["decisions"])
             assert flips["max"] >= flips["p95"] >= 0 and flips["max"] >= flips["mean"]
             assert 0 < p["vs_truth"]["flip_mean"] < 0.5 and p["vs_truth"]["psnr_mean"] > 10
-            assert p["flops_removed"] == pytest.approx(p["hit_rate"] * p["flops_removed_per_hit"])
+            assert 0 <= p["flops_removed"] <= p["flops_removed_per_hit"] < 1  # exact values: the clocked test below
 
 
 def test_always_refresh_is_exactly_the_uncached_network(report):
@@ -80,9 +83,7 @@ def test_paper_peers_are_marked_and_every_2_hits_every_other_frame(report):
 def test_summary_plot_and_error_maps(report):
     data, out = report
     assert set(data["summary"]) == {"ss", "fe"}
-    row = data["summary"]["ss"]["every:2"]
-    assert row["scenes"] == 1 and row["meets_target"] in (True, False)
-    assert row["mean_speedup"] == pytest.approx(data["results"][0]["policies"][1]["speedup"])
+    assert data["summary"]["ss"]["every:2"]["scenes"] == 1  # (the verdict itself: test_target_verdict_...)
     with Image.open(out / "pareto.png") as image:
         assert image.size[0] > 600
     every = data["results"][0]["policies"][1]
@@ -134,3 +135,78 @@ def test_reduced_precision_channels_last_path_keeps_always_exact(tiny_dataset, t
     always, every = data["results"][0]["policies"]
     assert always["flip_vs_uncached"]["max"] == 0.0
     assert every["hit_rate"] == 0.5 and 0 < every["vs_truth"]["flip_mean"] < 0.5
+
+
+# --- the figures from hand-worked numbers ----------------------------------------------------------------
+
+def _scene(workload, rows):
+    """A result of one scene as measure_sequence returns it, reduced to what summarize reads."""
+    return {"workload": workload, "scene": "hand", "policies": [
+        {"policy": spec, "family": bench.policy_family(spec), "paper_peer": False, "speedup": speedup,
+         "hit_rate": hits, "flip_vs_uncached": {"per_frame": flips}} for spec, (speedup, hits, flips) in rows.items()]}
+
+
+def test_target_verdict_and_means_over_scenes_from_hand_worked_numbers():
+    # Target: mean speedup >= 2, mean FLIP over all frames of all scenes <= 0.02, no frame above 0.05.
+    scene_a = {"met": (2.4, 0.8, [0.01, 0.02]),
+               "too_slow": (2.2, 0.8, [0.01, 0.02]),
+               "one_bad_frame": (2.5, 0.9, [0.0, 0.0, 0.0]),
+               "blurry_on_average": (3.0, 0.9, [0.03, 0.03]),
+               "just_at_the_limits": (2.0, 0.5, [0.02, 0.02])}
+    scene_b = {"met": (1.8, 0.6, [0.01, 0.03]),            # mean 2.1x, FLIP mean 0.0175, max 0.03
+               "too_slow": (1.6, 0.6, [0.01, 0.03]),       # mean 1.9x
+               "one_bad_frame": (2.5, 0.9, [0.0, 0.0, 0.06]),  # FLIP mean 0.01 but one frame at 0.06
+               "blurry_on_average": (3.0, 0.9, [0.02, 0.04]),  # FLIP mean 0.03, max 0.04
+               "just_at_the_limits": (2.0, 0.5, [0.02, 0.02])}
+    summary = bench.summarize([_scene("ss", scene_a), _scene("ss", scene_b), _scene("fe", {"met": (1.0, 0.0, [0.0])})])
+    ss = summary["ss"]
+    assert {spec: row["meets_target"] for spec, row in ss.items()} == {
+        "met": True, "too_slow": False, "one_bad_frame": False, "blurry_on_average": False, "just_at_the_limits": True}
+    assert summary["fe"]["met"]["meets_target"] is False  # workloads are judged apart: fe's 1.0x is its own
+    assert ss["met"]["mean_speedup"] == pytest.approx(2.1)
+    assert ss["met"]["mean_hit_rate"] == pytest.approx(0.7)
+    assert ss["met"]["mean_flip_vs_uncached"] == pytest.approx(0.0175)
+    assert ss["met"]["max_flip_vs_uncached"] == pytest.approx(0.03)
+    assert ss["one_bad_frame"]["mean_flip_vs_uncached"] == pytest.approx(0.01)
+    assert ss["met"]["scenes"] == 2 and summary["fe"]["met"]["scenes"] == 1
+
+
+def test_speedups_from_hand_worked_times():
+    """every:3 over six frames: refresh on the 1st and 4th. Uncached ms 10, 10, 22, 10, 10, 10 (a one-off
+    12 ms stall on frame 3 that the medians must ignore); cached: refreshes 10, 10, hits 4, 16, 4, 4."""
+    got = bench.speedups([10, 10, 22, 10, 10, 10], [10, 4, 16, 10, 4, 4], [True, False, False, True, False, False])
+    assert got["speedup"] == pytest.approx(10 / ((2 * 10 + 4 * 4) / 6))  # medians mixed 2:4 -> 10 / 6
+    assert got["speedup_median"] == pytest.approx(10 / 7)  # plain median of 4, 4, 4, 10, 10, 16
+    assert got["speedup_total"] == pytest.approx(72 / 48)
+    # Mostly hits: the plain median reads the hit time alone, the mixed one does not.
+    mostly_hits = bench.speedups([8] * 5, [8, 2, 2, 2, 2], [True, False, False, False, False])
+    assert mostly_hits["speedup_median"] == pytest.approx(4.0)
+    assert mostly_hits["speedup"] == pytest.approx(8 / ((8 + 4 * 2) / 5))
+
+
+class _HandCountedNet(nn.Module):
+    """FLOPs per pixel (multiply-adds): deep 3x3 conv 3 -> 3 = 81, 1x1 head 6 -> 3 = 18: a hit removes 81/99."""
+
+    def __init__(self):
+        super().__init__()
+        self.deep = nn.Conv2d(3, 3, 3, padding=1, bias=False)
+        self.head = nn.Conv2d(6, 3, 1, bias=False)
+
+    def reframe_deep(self, x):
+        return (self.deep(x),)
+
+    def reframe_shallow(self, x, deep):
+        return F.interpolate(self.head(torch.cat([x, deep[0]], 1)), scale_factor=2, mode="nearest")
+
+    def forward(self, x):
+        return self.reframe_shallow(x, self.reframe_deep(x))
+
+
+def test_flops_removed_per_hit_matches_a_hand_count():
+    from reframe_core import cache_model
+
+    cached = cache_model(_HandCountedNet().eval(), (torch.rand(1, 3, 16, 16),), cut="manual", policy="every:3")
+    assert cached.plan.removed_share == pytest.approx(9 / 11)
+    for _ in range(6):
+        cached(torch.rand(1, 3, 16, 16))
+    assert cached.stats.flops_removed == pytest.approx(4 / 6 * 9 / 11)

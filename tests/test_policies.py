@@ -29,9 +29,32 @@ def _run(spec, inputs=None, hints=None, n=None):
     return [d.refresh for d in cached.decisions], cached
 
 
+def _outputs_beside_uncached(spec, n):
+    """A cached tiny U-Net and the same network called plainly, on n different frames."""
+    model = get_network("unet").build(width=4).eval()
+    inputs = [torch.rand(1, 3, 16, 16) for _ in range(n)]
+    with torch.no_grad():
+        plain = [model(x) for x in inputs]  # the uncached network, no caching code involved
+    cached = cache_model(model, (inputs[0],), policy=spec)
+    outputs = [cached(x) for x in inputs]
+    return [d.refresh for d in cached.decisions], outputs, plain
+
+
 def test_always_refreshes_every_frame_and_equals_uncached():
-    pattern, cached = _run("always", n=4)
+    pattern, outputs, plain = _outputs_beside_uncached("always", 4)
     assert pattern == [True] * 4
+    for frame, (out, ref) in enumerate(zip(outputs, plain)):
+        assert torch.equal(out, ref), f"frame {frame}: not bit-identical to the uncached network"
+
+
+def test_refresh_frames_equal_uncached_and_hits_reuse_the_refresh_frames_features():
+    pattern, outputs, plain = _outputs_beside_uncached("every:3", 7)
+    assert pattern == [True, False, False, True, False, False, True]
+    for frame, refresh in enumerate(pattern):
+        if refresh:
+            assert torch.equal(outputs[frame], plain[frame]), f"refresh frame {frame} differs from uncached"
+        else:  # the input changed since the refresh: reused deep features must show (else nothing was cached)
+            assert not torch.allclose(outputs[frame], plain[frame], atol=1e-6), f"hit frame {frame}"
 
 
 def test_every_n_follows_frame_index():
