@@ -19,7 +19,9 @@ from __future__ import annotations
 import errno
 import math
 import os
+import struct
 import tempfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -35,7 +37,7 @@ class CameraData:
     frame: int
     name: str
     world_matrix: list  # 4x4 camera-to-world, row-major
-    projection: list  # 4x4 OpenGL-style projection for the render resolution (shift/jitter included)
+    projection: list  # 4x4 OpenGL-style projection for the render resolution (camera shift included, jitter not)
     lens_mm: float
     fov_x_deg: float
     fov_y_deg: float
@@ -110,6 +112,10 @@ class ExrError(ValueError):
 
 def _channels(path: Path) -> dict[str, np.ndarray]:
     """All channels of all parts, split into single channels named 'Layer.Pass.C'."""
+    from .blender_compat import openexr_wheel_unsafe
+
+    if openexr_wheel_unsafe():  # inside Debian's Blender 3.4 the OpenEXR wheel crashes the process
+        return _read_scanline_exr(path)
     import OpenEXR
 
     try:
@@ -123,6 +129,71 @@ def _channels(path: Path) -> dict[str, np.ndarray]:
         raise ExrError(f"cannot read EXR {path}: {exc}") from exc
 
 
+_EXR_TYPES = {0: np.dtype("<u4"), 1: np.dtype("<f2"), 2: np.dtype("<f4")}
+_EXR_LINES = {0: 1, 2: 1, 3: 16}  # compression -> scanlines per chunk: NONE, ZIPS, ZIP
+
+
+def _read_scanline_exr(path: Path) -> dict[str, np.ndarray]:
+    """A numpy reader for single-part scanline EXRs, uncompressed or ZIP(S): what Blender 3.x writes with the
+    capture's ``exr_codec = 'NONE'`` (and what :func:`write_buffers_exr` writes). Used only where the
+    OpenEXR wheel cannot run (:func:`reframe_core.blender_compat.openexr_wheel_unsafe`)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ExrError(f"cannot read EXR {path}: {exc}") from exc
+    try:
+        magic, version = struct.unpack_from("<ii", data, 0)
+        if magic != 20000630:
+            raise ValueError("not an OpenEXR file")
+        if version & 0x1A00:  # tiled, deep or multi-part
+            raise ValueError("only single-part scanline files are supported here")
+        pos, header = 8, {}
+        while data[pos] != 0:
+            name_end = data.index(b"\0", pos)
+            type_end = data.index(b"\0", name_end + 1)
+            size = struct.unpack_from("<i", data, type_end + 1)[0]
+            header[data[pos:name_end].decode()] = data[type_end + 5:type_end + 5 + size]
+            pos = type_end + 5 + size
+        pos += 1
+        channels, chlist, i = [], header["channels"], 0
+        while chlist[i] != 0:
+            end = chlist.index(b"\0", i)
+            pixel_type, _, x_sampling, y_sampling = struct.unpack_from("<iB3xii", chlist, end + 1)
+            if (x_sampling, y_sampling) != (1, 1):
+                raise ValueError("sub-sampled channels are not supported")
+            channels.append((chlist[i:end].decode(), _EXR_TYPES[pixel_type]))
+            i = end + 17
+        x0, y0, x1, y1 = struct.unpack("<iiii", header["dataWindow"])
+        width, height = x1 - x0 + 1, y1 - y0 + 1
+        compression = header["compression"][0]
+        if compression not in _EXR_LINES:
+            raise ValueError(f"compression {compression} is not supported here (use NONE, ZIPS or ZIP)")
+        lines = _EXR_LINES[compression]
+        chunks = -(-height // lines)
+        offsets = struct.unpack_from(f"<{chunks}Q", data, pos)
+        row_bytes = sum(width * dtype.itemsize for _, dtype in channels)
+        out = {name: np.empty((height, width), np.float32) for name, _ in channels}
+        for offset in offsets:
+            y, size = struct.unpack_from("<ii", data, offset)
+            block = data[offset + 8:offset + 8 + size]
+            rows = min(lines, y1 + 1 - y)
+            if size < rows * row_bytes:  # compressed: zlib, then undo the predictor and the byte interleave
+                raw = np.frombuffer(zlib.decompress(block), np.uint8)
+                raw = np.cumsum(np.concatenate([raw[:1], raw[1:].astype(np.int64) - 128])).astype(np.uint8)
+                half = (raw.size + 1) // 2
+                block = np.empty_like(raw)
+                block[0::2], block[1::2] = raw[:half], raw[half:]
+                block = block.tobytes()
+            at = 0
+            for row in range(y - y0, y - y0 + rows):
+                for name, dtype in channels:
+                    out[name][row] = np.frombuffer(block, dtype, width, at)
+                    at += width * dtype.itemsize
+        return out
+    except (ValueError, KeyError, IndexError, struct.error, zlib.error) as exc:
+        raise ExrError(f"cannot read EXR {path}: {exc}") from exc
+
+
 def _pass(channels: dict[str, np.ndarray], path: Path, layer: str, name: str, suffixes: str) -> np.ndarray | None:
     keys = [f"{layer}.{name}.{c}" for c in suffixes]
     if not all(k in channels for k in keys):
@@ -130,12 +201,15 @@ def _pass(channels: dict[str, np.ndarray], path: Path, layer: str, name: str, su
     return np.stack([channels[k] for k in keys], axis=-1)
 
 
-def read_blender_exr(path: str | Path, camera: CameraData, jitter=(0.0, 0.0), view_layer: str | None = None) -> FrameBuffers:
+def read_blender_exr(path: str | Path, camera: CameraData, jitter=(0.0, 0.0), view_layer: str | None = None,
+                     previous_camera: CameraData | None = None, next_camera: CameraData | None = None) -> FrameBuffers:
     """Read a multilayer EXR that Blender wrote with Combined, Z, Normal, (Vector,) Diffuse Color passes.
 
-    Handles 5.0's one-part-per-pass files and 4.2's single-part files alike: channels are matched by name.
-    Without a Vector pass (Blender 3.x EEVEE), motion is zero and ``has_vector_pass`` is False: rebuild it
-    with :func:`reframe_core.motion.motion_from_depth`.
+    Handles 5.0's one-part-per-pass files and 4.2's / 3.x's single-part files alike: channels are matched by
+    name. Without a Vector pass (Blender 3.x EEVEE), ``has_vector_pass`` is False and the motion is rebuilt
+    from the depth and the cameras of the previous and next frames
+    (:func:`reframe_core.motion.rebuild_motion`: camera motion only); a motion whose neighbour camera is not
+    given, or is another camera (a cut), stays zero.
     """
     path = Path(path)
     channels = _channels(path)
@@ -160,7 +234,9 @@ def read_blender_exr(path: str | Path, camera: CameraData, jitter=(0.0, 0.0), vi
     vector = _pass(channels, path, layer, "Vector", "XYZW")
     height, width = combined.shape[:2]
     if vector is None:
-        motion_prev = motion_next = np.zeros((height, width, 2), np.float32)
+        from .motion import rebuild_motion  # motion imports this module
+
+        motion_prev, motion_next = rebuild_motion(depth[..., 0], camera, previous_camera, next_camera)
     else:
         # Blender: X,Y current->previous, Z,W = -(current->next), y up. Ours: y down, both positive-going.
         motion_prev = np.stack([vector[..., 0], -vector[..., 1]], axis=-1)

@@ -3,6 +3,9 @@
 Blender 3.x EEVEE writes no Vector pass, and Python cannot read EEVEE's velocity buffer in the viewport;
 there motion comes from this function. It covers camera motion only: moving objects get the motion the
 camera alone would give them. Output follows :mod:`reframe_core.buffers` (pixels, x right, y down).
+
+:func:`rebuild_motion` is what readers call (:func:`reframe_core.buffers.read_blender_exr`, the capture, the
+viewport): it gives both motions like a Vector pass would, zero on the background and across a camera cut.
 """
 from __future__ import annotations
 
@@ -44,3 +47,29 @@ def motion_from_depth(depth: np.ndarray, current: CameraData, other: CameraData,
     u_other = (clip[..., 0] / w + 1) / 2 * width
     v_other = (1 - clip[..., 1] / w) / 2 * height
     return np.stack([u_other - u, v_other - v], axis=-1).astype(np.float32)
+
+
+def continues(current: CameraData, other: CameraData | None) -> bool:
+    """Whether motion between the two views means anything: the same camera at the same resolution. Another
+    camera (a cut at a timeline marker) or a resized view (the viewport) is not a continuation."""
+    return other is not None and other.name == current.name and tuple(other.resolution) == tuple(current.resolution)
+
+
+def rebuild_motion(depth: np.ndarray, current: CameraData, previous: CameraData | None = None,
+                   next: CameraData | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(motion_prev, motion_next), each (H, W, 2), rebuilt from the depth and the other views' cameras.
+
+    ``previous`` / ``next`` are the cameras of the frames before and after (the capture: frames N-1 and N+1;
+    the viewport: the view drawn before, and no next). Like Blender's Vector pass, background pixels (depth >=
+    half the far clip) hold 0. A motion whose camera is unknown (None) or does not continue this one
+    (:func:`continues`) stays 0.
+    """
+    depth = np.asarray(depth, dtype=np.float32)
+    covered = (depth < 0.5 * current.clip_end)[..., None]
+    out = []
+    for other in (previous, next):
+        if continues(current, other):
+            out.append(np.where(covered, motion_from_depth(depth, current, other), 0).astype(np.float32))
+        else:
+            out.append(np.zeros(depth.shape + (2,), np.float32))
+    return out[0], out[1]

@@ -17,7 +17,7 @@ from typing import Iterator
 
 import bpy
 
-from reframe_core.blender_compat import eevee_engine_id, has_media_type
+from reframe_core.blender_compat import eevee_engine_id, has_media_type, motion_needs_rebuilding
 from reframe_core.buffers import CameraData, FrameBuffers, jitter_offset, read_blender_exr
 
 
@@ -165,6 +165,17 @@ def camera_data(scene: bpy.types.Scene, width: int, height: int, shift: tuple[fl
     )
 
 
+def _camera_at(scene: bpy.types.Scene, frame: int, width: int, height: int) -> CameraData:
+    """The active camera's numbers at another frame (no render, no jitter); the scene's frame is restored."""
+    current = scene.frame_current
+    scene.frame_set(frame)
+    try:
+        camera = scene.camera
+        return camera_data(scene, width, height, (camera.data.shift_x, camera.data.shift_y))
+    finally:
+        scene.frame_set(current)
+
+
 def _scratch_dir() -> str:
     return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
 
@@ -195,15 +206,21 @@ def capture(scene: bpy.types.Scene, frames: range, settings: CaptureSettings = C
     With ``warmup``, the frame before the range is rendered first and thrown away: EEVEE's state (shaders,
     motion steps) then is the same as in a run that started earlier, so a resumed or chunked capture gives
     the same bytes as one uninterrupted run. ``progress``, if given, is called with each frame number.
+
+    Where EEVEE writes no Vector pass (Blender 3.x), each frame's motion is rebuilt from its depth and the
+    cameras of frames N-1 and N+1 (read without rendering them, like Blender's own Vector pass does), so
+    camera motion is there and moving objects get the camera's motion only; across a camera cut it is 0.
     """
     check_scene(scene, frames)
     width, height = settings.size_for(scene)
+    rebuild = motion_needs_rebuilding(bpy.app.version)
     fd, scratch = tempfile.mkstemp(prefix="reframe-capture-", suffix=".exr", dir=_scratch_dir())
     os.close(fd)
     try:
         with capture_settings(scene, settings):
+            previous = None  # the camera of the frame before, for motion rebuilt from depth
             if warmup:
-                _render(scene, max(scene.frame_start, frames.start - 1), settings, width, height)
+                previous = _render(scene, max(scene.frame_start, frames.start - 1), settings, width, height)[0]
             for frame in frames:
                 if progress is not None:
                     progress(frame)
@@ -211,8 +228,14 @@ def capture(scene: bpy.types.Scene, frames: range, settings: CaptureSettings = C
                 start = time.perf_counter()
                 bpy.data.images["Render Result"].save_render(scratch)
                 saved = time.perf_counter()
-                buffers = read_blender_exr(scratch, cam, jitter=jitter)
+                following = None
+                if rebuild:
+                    if previous is None or previous.frame != frame - 1:
+                        previous = _camera_at(scene, frame - 1, width, height)
+                    following = _camera_at(scene, frame + 1, width, height)
+                buffers = read_blender_exr(scratch, cam, jitter=jitter, previous_camera=previous, next_camera=following)
                 done = time.perf_counter()
+                previous = cam
                 yield buffers, CaptureTimings(render_s, saved - start, done - saved)
     finally:
         Path(scratch).unlink(missing_ok=True)

@@ -74,6 +74,38 @@ def test_motion_rebuilt_from_depth_agrees_with_the_vector_pass(frames_fixture, r
     assert np.abs(forward - current.motion_next)[covered].mean() < 0.05
 
 
+def test_capture_rebuilds_motion_where_the_file_has_no_vector_pass(monkeypatch, tmp_path):
+    """The capture path of Blender 3.x (no Vector pass), run in 5.0 by dropping the pass from each file it
+    reads: motion rebuilt from depth and the cameras of frames N-1 and N+1 must match the dropped pass."""
+    import scenes.capture as capture_module
+
+    real_read, vector_pass = capture_module.read_blender_exr, []
+
+    def read_without_vector(path, camera, **kwargs):
+        vector_pass.append(real_read(path, camera, jitter=kwargs.get("jitter", (0.0, 0.0))))
+        _repack_single_part(path, tmp_path / "legacy.exr", drop_vector=True)
+        return real_read(tmp_path / "legacy.exr", camera, **kwargs)
+
+    monkeypatch.setattr(capture_module, "read_blender_exr", read_without_vector)
+    monkeypatch.setattr(capture_module, "motion_needs_rebuilding", lambda version: True)
+    scene = get_scene("fast_orbit").build(0)
+    settings = CaptureSettings(resolution=(48, 48), samples=1)
+    rebuilt = [fb for fb, _ in capture(scene, range(10, 12), settings)]
+    assert scene.frame_current == 11, "looking up the neighbour cameras leaves the scene at the captured frame"
+    rebuilt += [fb for fb, _ in capture(scene, range(11, 12), settings, warmup=False)]  # frame 10's camera looked up
+    assert len(rebuilt) == len(vector_pass) == 3
+    for fb, reference in zip(rebuilt, vector_pass):
+        assert reference.has_vector_pass and not fb.has_vector_pass
+        covered = fb.alpha > 0
+        for name in ("motion_prev", "motion_next"):
+            expected, got = getattr(reference, name), getattr(fb, name)
+            assert np.linalg.norm(expected, axis=-1)[covered].mean() > 1.0, "the orbit moves the image by pixels"
+            error = np.abs(got - expected)[covered]
+            # As motion_from_depth against the Vector pass above (measured here: median 0.0004 px, mean 0.0006).
+            assert np.median(error) < 0.02 and error.mean() < 0.05, (fb.camera.frame, name, np.median(error), error.mean())
+            assert not got[~covered].any(), "background holds 0, as in the Vector pass"
+
+
 def test_jitter_shifts_samples_but_not_motion():
     scene = get_scene("slow_pan").build(0)
     plain = [fb for fb, _ in capture(scene, range(5, 7), CaptureSettings(resolution=(64, 64), samples=1))]
