@@ -23,7 +23,7 @@ warped bicubically (less blur over chained warps than bilinear).
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -120,10 +120,12 @@ class Extrapolator:
         self.placement = placement or Placement()
         self._history: deque[_Shown] = deque(maxlen=3)
         self._index = 0
+        self._cut_pending = False
 
     def reset(self) -> None:
         self._history.clear()
         self._index = 0
+        self._cut_pending = False
         if hasattr(self.model, "reset"):
             self.model.reset()
 
@@ -137,6 +139,9 @@ class Extrapolator:
         if hints is not None and hints.cut:
             self._history.clear()
             self._index = 0
+            # A cut is always a rendered frame, where the network does not run: carry the cut to the network's
+            # next call, so that it never reuses deep features cached from the old shot.
+            self._cut_pending = True
         device = self.placement.device
         motion = to_tensor(frame.motion_prev).to(device)
         albedo = to_tensor(frame.albedo).to(device) if self.space == "shading" else None
@@ -156,9 +161,16 @@ class Extrapolator:
                 masks.insert(0, masks[0])
             inputs = self.placement.inputs(fe_inputs(history, masks, motion, self._history[-1].motion_next,
                                                      feature_tensor(frame).to(device)))
+            call_hints = hints
+            if self._cut_pending:
+                self._cut_pending = False
+                if hints is not None:
+                    call_hints = replace(hints, cut=True)
+                elif hasattr(self.model, "reset"):
+                    self.model.reset()
             with torch.inference_mode():
                 if hasattr(self.model, "plan"):
-                    signal = self.model(*inputs, hints=hints)
+                    signal = self.model(*inputs, hints=call_hints)
                 else:
                     signal = self.model(*inputs)
                 signal = signal.float().clamp(min=0)
