@@ -6,18 +6,8 @@ import pytest
 pytest.importorskip("bpy")
 
 from reframe_core.cli import main  # noqa: E402
-from reframe_core.weights import load_network, shipped  # noqa: E402
 
 pytestmark = pytest.mark.blender
-
-
-def test_shipped_weights_load_with_their_card():
-    model, payload = load_network(shipped("ss_x2"), expected_arch="ss")
-    assert payload["card"]["scale"] == 2.0 and "slow_pan" in payload["card"]["held_out"]
-    fe, fe_payload = load_network(shipped("fe_extranet"), expected_arch="extranet")
-    assert fe_payload["card"]["workload"] == "fe"
-    total = sum(shipped(n).stat().st_size for n in ("ss_x2", "fe_extranet"))
-    assert total < 20 * 2**20, "shipped weights stay under 20 MB"
 
 
 def test_demo_render_writes_report_and_strips(tmp_path, capsys):

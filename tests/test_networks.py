@@ -241,3 +241,14 @@ def test_disocclusion_mask_marks_what_a_moving_square_uncovered():
     # Background at x 10..13 was under the square: disoccluded. Everything else was visible before.
     assert not mask[0, 0, 10:20, 10:14].any()
     assert mask[0, 0, 10:20, 14:24].all() and mask[0, 0, :10].all() and mask[0, 0, 10:20, 24:].all()
+
+
+def test_shipped_weights_load_with_their_card():
+    from reframe_core.weights import load_network, shipped
+
+    model, payload = load_network(shipped("ss_x2"), expected_arch="ss")
+    assert payload["card"]["scale"] == 2.0 and "slow_pan" in payload["card"]["held_out"]
+    fe, fe_payload = load_network(shipped("fe_extranet"), expected_arch="extranet")
+    assert fe_payload["card"]["workload"] == "fe"
+    total = sum(shipped(n).stat().st_size for n in ("ss_x2", "fe_extranet"))
+    assert total < 20 * 2**20, "shipped weights stay under 20 MB"
