@@ -43,7 +43,7 @@ from .policies import parse_policy
 
 SCHEMA = "reframe-bench/1"
 
-# The paper's policies (DESIGN.md section 1) are always measured as peers: every:N (DeepCache's schedule)
+# The paper's policies (reframe_core/README.md, "The method") are always measured as peers: every:N (DeepCache's schedule)
 # and delta at the reference code's threshold for the workload (FBSR 0.25 for SS, ExtraNet 0.20 for FE).
 PAPER_DELTA = {"ss": 0.25, "fe": 0.2}
 DEFAULT_POLICIES = {

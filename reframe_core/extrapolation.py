@@ -114,6 +114,14 @@ class Extrapolator:
     def __init__(self, model, k: int = 2, placement: Placement | None = None):
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        channels = getattr(network_of(model), "n_channels", N_CHANNELS)
+        if channels != N_CHANNELS:
+            raise ValueError(
+                f"this ExtraNet takes {channels} input channels ({channels - 12} of G-buffer), but the FE workload "
+                f"builds {N_CHANNELS} (normal, depth, albedo). The published ExtraNet's 6 (normal, depth, roughness, "
+                "metallic) need roughness and metallic passes, which capture does not record yet: such checkpoints "
+                "load (load_network) but cannot run in this workload; use the shipped weights or train with "
+                "'reframe-blender train --workload fe'")
         self.model, self.k = model, k
         self.space = input_space(model)
         self._warp_mode = history_warp_mode(model)

@@ -56,7 +56,7 @@ def test_backward_warp_with_captured_motion_reproduces_the_next_frame(pan_frames
     warped_error = flip(current.color, warped).error_map[visible].mean()
     unwarped_error = flip(current.color, previous.color).error_map[visible].mean()
     # What remains after warping is resampling blur and 1-sample aliasing (measured: 0.017 here, against 0.054
-    # unwarped). 0.04 is the FLIP of bicubic upscaling (DESIGN.md §2), which any useful warp must beat, and
+    # unwarped). 0.04 is the FLIP of bicubic upscaling (reframe_core/README.md), which any useful warp must beat, and
     # the warp must remove most of the error that the motion causes.
     assert warped_error < 0.04, warped_error
     assert warped_error < 0.5 * unwarped_error, (warped_error, unwarped_error)

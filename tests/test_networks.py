@@ -252,3 +252,12 @@ def test_shipped_weights_load_with_their_card():
     assert fe_payload["card"]["workload"] == "fe"
     total = sum(shipped(n).stat().st_size for n in ("ss_x2", "fe_extranet"))
     assert total < 20 * 2**20, "shipped weights stay under 20 MB"
+
+
+def test_the_fe_workload_refuses_a_published_extranet_with_the_reason():
+    from reframe_core.extrapolation import Extrapolator
+    from reframe_core.networks.extranet import ExtraNet
+
+    published = ExtraNet(18, 3, inputs="color", residual="full").eval()
+    with pytest.raises(ValueError, match="roughness and metallic passes"):
+        Extrapolator(published)

@@ -1,6 +1,6 @@
 """A plain 4-level U-Net, written as any user would: no caching code in it.
 
-ReFrame's U-Net cut (DESIGN.md §1) is the output of ``up1``, the last up-sampling before
+ReFrame's U-Net cut (reframe_core/README.md, "The method") is the output of ``up1``, the last up-sampling before
 ``cat([up1, skip1])``; ``cache_model(UNet(), (x,), cut="level:0")`` (or ``"auto"``) finds exactly it.
 """
 from __future__ import annotations
