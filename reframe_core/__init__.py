@@ -1,7 +1,7 @@
 """ReFrame core: layer caching for encoder-decoder networks, refresh policies, networks, metrics.
 
 Pure PyTorch + numpy: never imports bpy. Names are imported on first use, so that torch-free parts
-(``reframe_core.hints``, ``reframe_core.buffers``, ``reframe_core.blender_compat``) load without torch.
+(``reframe_core.frames.hints``, ``reframe_core.frames.buffers``, ``reframe_core.blender_compat``) load without torch.
 """
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "CachedModel": "cache", "CacheStats": "cache", "Decision": "cache", "cache_model": "cache",
-    "CutError": "cuts", "CutPlan": "cuts", "GraphAnalysis": "cuts",
-    "CameraHints": "hints",
+    "CachedModel": "caching.cache", "CacheStats": "caching.cache", "Decision": "caching.cache",
+    "cache_model": "caching.cache",
+    "CutError": "caching.cuts", "CutPlan": "caching.cuts", "GraphAnalysis": "caching.cuts",
+    "CameraHints": "frames.hints",
     "PolicySpecError": "policies", "RefreshPolicy": "policies", "parse_policy": "policies",
 }
 

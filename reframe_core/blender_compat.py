@@ -7,12 +7,12 @@
 | Vector pass in EEVEE | none: rebuild motion from depth + cameras | yes | yes |
 
 The viewport has no Vector pass in any version (Python cannot read EEVEE's velocity buffer): there motion is
-always rebuilt (:func:`reframe_core.motion.rebuild_motion`), as for 3.x renders.
+always rebuilt (:func:`reframe_core.frames.motion.rebuild_motion`), as for 3.x renders.
 
 Debian's ``blender`` 3.4 links the system's shared ``libOpenEXR-3_1``/``libOpenEXRCore``; the ``OpenEXR`` wheel
 from PyPI exports the same C symbols (``exr_*``) in another version, and inside such a process it crashes
 (``basic_string: construction from null``, ``free(): invalid pointer`` with ``RTLD_DEEPBIND``). There
-:mod:`reframe_core.buffers` reads EXRs with its own numpy reader (:func:`openexr_wheel_unsafe`).
+:mod:`reframe_core.frames.buffers` reads EXRs with its own numpy reader (:func:`openexr_wheel_unsafe`).
 """
 from __future__ import annotations
 

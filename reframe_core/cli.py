@@ -7,7 +7,7 @@ import json
 import sys
 
 # Each module exposes register(subparsers); bpy-dependent ones import bpy only when their command runs.
-COMMAND_MODULES = ("reframe_core.commands", "scenes.commands")
+COMMAND_MODULES = ("reframe_core.commands.core", "reframe_core.commands.blender")
 
 
 class UserError(Exception):

@@ -18,13 +18,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .buffers import atomic_write
-from .dataset import Dataset
-from .networks import get_network
-from .extrapolation import FEATURE_ALBEDO, N_CHANNELS, decode, encode, feature_tensor, fe_inputs, input_space, warp_history
-from .supersampling import bicubic_upscale, gbuffer, history_warp_mode, upscale_motion
-from .warp import backward_warp, to_tensor
-from .weights import save_weights
+from reframe_core.frames.buffers import atomic_write
+from reframe_core.frames.dataset import Dataset
+from reframe_core.networks import get_network
+from reframe_core.workloads.extrapolation import FEATURE_ALBEDO, N_CHANNELS, decode, encode, feature_tensor, fe_inputs, input_space, warp_history
+from reframe_core.workloads.supersampling import bicubic_upscale, gbuffer, history_warp_mode, upscale_motion
+from reframe_core.frames.warp import backward_warp, to_tensor
+from reframe_core.weights import save_weights
 
 
 @dataclass

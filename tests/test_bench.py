@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from reframe_core import bench
+from reframe_core.evaluation import bench
 from reframe_core.cli import main
 from reframe_core.policies import split_policy_list
 

@@ -6,9 +6,9 @@ import pytest
 pytest.importorskip("bpy")
 
 from reframe_core import cache_model  # noqa: E402
-from reframe_core.dataset import Dataset  # noqa: E402
-from reframe_core.extrapolation import Extrapolator, fe_inputs  # noqa: E402
-from reframe_core.supersampling import Supersampler, ss_inputs  # noqa: E402
+from reframe_core.frames.dataset import Dataset  # noqa: E402
+from reframe_core.workloads.extrapolation import Extrapolator, fe_inputs  # noqa: E402
+from reframe_core.workloads.supersampling import Supersampler, ss_inputs  # noqa: E402
 from reframe_core.weights import load_network, shipped  # noqa: E402
 
 pytestmark = pytest.mark.blender
@@ -76,8 +76,8 @@ def test_ss_cut_refreshes_the_cache_and_drops_the_history(cut_dataset):
 
 def _example_history(frame):
     """Inputs of an extrapolated frame built from one frame alone (shapes for tracing the cut)."""
-    from reframe_core.extrapolation import feature_tensor
-    from reframe_core.warp import to_tensor
+    from reframe_core.workloads.extrapolation import feature_tensor
+    from reframe_core.frames.warp import to_tensor
 
     color = to_tensor(frame.color)
     mask = color[:, :1] * 0 + 1

@@ -8,12 +8,12 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from reframe_core.buffers import CameraData, ExrError, read_blender_exr  # noqa: E402
-from reframe_core.metrics import flip  # noqa: E402
-from reframe_core.motion import motion_from_depth  # noqa: E402
-from reframe_core.warp import backward_warp, disocclusion_mask, to_image, to_tensor  # noqa: E402
+from reframe_core.frames.buffers import CameraData, ExrError, read_blender_exr  # noqa: E402
+from reframe_core.evaluation.metrics import flip  # noqa: E402
+from reframe_core.frames.motion import motion_from_depth  # noqa: E402
+from reframe_core.frames.warp import backward_warp, disocclusion_mask, to_image, to_tensor  # noqa: E402
 from scenes import get_scene  # noqa: E402
-from scenes.capture import CaptureError, CaptureSettings, capture, capture_settings, open_blend  # noqa: E402
+from blender_addon.capture import CaptureError, CaptureSettings, capture, capture_settings, open_blend  # noqa: E402
 
 pytestmark = pytest.mark.blender
 SIZE = (96, 96)
@@ -77,7 +77,7 @@ def test_motion_rebuilt_from_depth_agrees_with_the_vector_pass(frames_fixture, r
 def test_capture_rebuilds_motion_where_the_file_has_no_vector_pass(monkeypatch, tmp_path):
     """The capture path of Blender 3.x (no Vector pass), run in 5.0 by dropping the pass from each file it
     reads: motion rebuilt from depth and the cameras of frames N-1 and N+1 must match the dropped pass."""
-    import scenes.capture as capture_module
+    import blender_addon.capture as capture_module
 
     real_read, vector_pass = capture_module.read_blender_exr, []
 

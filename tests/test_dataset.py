@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("bpy")
 
 from reframe_core.cli import main  # noqa: E402
-from reframe_core.dataset import Dataset  # noqa: E402
+from reframe_core.frames.dataset import Dataset  # noqa: E402
 
 pytestmark = pytest.mark.blender
 ARGS = ["dataset", "--scene", "slow_pan", "--frames", "3-4", "--scales", "1,2", "--resolution", "48", "--samples", "1", "--quiet"]

@@ -3,7 +3,7 @@ from fractions import Fraction as F
 
 import pytest
 
-from reframe_core.buffers import halton, jitter_offset
+from reframe_core.frames.buffers import halton, jitter_offset
 
 # The radical inverses written out by hand (digits of the index mirrored about the radix point), index 1 on.
 # Base 2: 1 = 1b -> .1b = 1/2, 2 = 10b -> .01b = 1/4, 3 = 11b -> .11b = 3/4, 4 = 100b -> .001b = 1/8, ...
@@ -40,7 +40,7 @@ def test_phase_count_is_8_scale_squared_and_no_shorter(scale, phases):
 @pytest.mark.blender
 def test_scale_2_capture_applies_the_sequence_from_the_scene_start(tiny_dataset):
     """The tiny dataset (real EEVEE): frames 3-8 of a scene starting at 1, scale 2 jittered, scale 1 not."""
-    from reframe_core.dataset import Dataset
+    from reframe_core.frames.dataset import Dataset
 
     data = Dataset.open(tiny_dataset)
     for frame in range(3, 9):

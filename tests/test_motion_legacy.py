@@ -1,6 +1,6 @@
 """Motion rebuilt from depth on a real Blender 3.4 render (legacy EEVEE writes no Vector pass).
 
-Debian's ``blender`` 3.4 (``/usr/bin/blender``) runs ``scenes.capture.capture`` itself, with this
+Debian's ``blender`` 3.4 (``/usr/bin/blender``) runs ``blender_addon.capture.capture`` itself, with this
 environment's site-packages on its ``sys.path`` (numpy; its own Python has none), on a small scene: a
 textured ground and boxes at several depths, seen by a camera that moves sideways and turns, so the motion
 depends on depth (parallax) and not only on the camera rotation. Blender saves the captured buffers as .npz
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reframe_core.buffers import CameraData, read_blender_exr
-from reframe_core.metrics import flip
-from reframe_core.warp import backward_warp, in_frame_mask, to_image, to_tensor
+from reframe_core.frames.buffers import CameraData, read_blender_exr
+from reframe_core.evaluation.metrics import flip
+from reframe_core.frames.warp import backward_warp, in_frame_mask, to_image, to_tensor
 
 LEGACY_BLENDER = Path("/usr/bin/blender")  # Debian's package: Blender 3.4, legacy EEVEE
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ import bpy
 import numpy as np
 
 info = {"version": list(bpy.app.version)}
-from scenes.capture import CaptureSettings, camera_data, capture, capture_settings
+from blender_addon.capture import CaptureSettings, camera_data, capture, capture_settings
 
 bpy.ops.wm.read_factory_settings(use_empty=True)
 scene = bpy.context.scene

@@ -7,7 +7,7 @@ import torch
 
 from reframe_core import cache_model
 from reframe_core.networks import get_network
-from reframe_core.warp import backward_warp, disocclusion_mask, in_frame_mask
+from reframe_core.frames.warp import backward_warp, disocclusion_mask, in_frame_mask
 
 # Keys and shapes of the original ExtraNet(18, 3) state dict, checked against the original repository's checkpoint.
 REFERENCE = Path(__file__).resolve().parent / "data" / "extranet_state_dict.tsv"
@@ -152,7 +152,7 @@ def test_v2_design_resolves_among_candidates_and_caches_exactly():
 
 
 def test_shading_space_extranet_with_a_zero_head_is_demodulated_reprojection():
-    from reframe_core.extrapolation import ALBEDO_FLOOR, decode, encode, fe_inputs, warp_history
+    from reframe_core.workloads.extrapolation import ALBEDO_FLOOR, decode, encode, fe_inputs, warp_history
 
     torch.manual_seed(0)
     color, albedo, current_albedo = torch.rand(1, 3, 32, 32) * 4, torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
@@ -176,8 +176,8 @@ def test_shading_space_extranet_with_a_zero_head_is_demodulated_reprojection():
 
 
 def test_workloads_read_the_network_settings_through_the_cache():
-    from reframe_core.extrapolation import input_space
-    from reframe_core.supersampling import history_warp_mode
+    from reframe_core.workloads.extrapolation import input_space
+    from reframe_core.workloads.supersampling import history_warp_mode
 
     fe = get_network("extranet")
     net = fe.build(n_channels=19, inputs="shading", residual="holes").eval()
@@ -255,7 +255,7 @@ def test_shipped_weights_load_with_their_card():
 
 
 def test_the_fe_workload_refuses_a_published_extranet_with_the_reason():
-    from reframe_core.extrapolation import Extrapolator
+    from reframe_core.workloads.extrapolation import Extrapolator
     from reframe_core.networks.extranet import ExtraNet
 
     published = ExtraNet(18, 3, inputs="color", residual="full").eval()

@@ -136,7 +136,7 @@ def test_handheld_camera_shakes_with_seeded_noise():
 
 
 def test_camera_cut_switches_cameras_at_frame_25_by_timeline_markers():
-    from scenes.capture import camera_data
+    from blender_addon.capture import camera_data
 
     scene = get_scene("camera_cut").build(0)
     assert {m.frame: m.camera.name for m in scene.timeline_markers} == {1: "CamA", 25: "CamB"}

@@ -88,7 +88,7 @@ def test_fe_eval_takes_extrapolated_frames_from_the_cheap_pass(tiny_dataset, tmp
     partial = tmp_path / "partial"
     assert main(["dataset", "--scene", "slow_pan", "--frames", "3-5", "--scales", "1", "--resolution", "48",
                  "--samples", "1", "--cheap", "--quiet", "--out", str(partial)]) == 0
-    from reframe_core.quality import evaluate_fe
+    from reframe_core.evaluation.quality import evaluate_fe
     from reframe_core.weights import load_network, shipped
 
     with pytest.raises(ValueError, match="lacks frames 6..8"):
@@ -98,7 +98,7 @@ def test_fe_eval_takes_extrapolated_frames_from_the_cheap_pass(tiny_dataset, tmp
 def test_tonemap_loss_matches_the_metric_tonemap_and_has_finite_gradients():
     import numpy as np
 
-    from reframe_core.metrics import tonemap_ldr
+    from reframe_core.evaluation.metrics import tonemap_ldr
     from reframe_core.training import image_loss, tonemap_torch
 
     linear = torch.tensor([0.0, 1e-4, 0.02, 0.5, 3.0, 40.0]).reshape(1, 3, 1, 2)

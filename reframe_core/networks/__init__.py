@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from . import extranet, supersampling, unet, unetpp
+from reframe_core.networks import extranet, supersampling, unet, unetpp
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ class ExtraNet(nn.Module):
         n_classes: output channels (3).
         skip: add ``x[:, :3]`` (the warped colour) to the output.
         inputs: what the colour inputs and the output hold. ``"color"``: linear colour, as published.
-            ``"shading"``: ``log1p`` of colour demodulated by albedo (see :mod:`reframe_core.extrapolation`);
+            ``"shading"``: ``log1p`` of colour demodulated by albedo (see :mod:`reframe_core.workloads.extrapolation`);
             the layers are the same, the workload converts on the way in and out.
         residual: where the head's output is added to the warped colour. ``"full"``: everywhere, as
             published. ``"holes"``: only where the history is invalid (``mask`` 0: disoccluded or entering

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .unet import double_conv
+from reframe_core.networks.unet import double_conv
 
 
 class UNetPlusPlus(nn.Module):

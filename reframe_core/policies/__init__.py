@@ -6,12 +6,12 @@ A new policy is one file plus one line in ``POLICIES``.
 """
 from __future__ import annotations
 
-from .always import AlwaysRefresh
-from .base import AnyOf, FrameContext, PolicySpecError, RefreshPolicy
-from .delta import DeltaInput, smape
-from .every import EveryN
-from .max_age import MaxAge
-from .motion import CameraMotion
+from reframe_core.policies.always import AlwaysRefresh
+from reframe_core.policies.base import AnyOf, FrameContext, PolicySpecError, RefreshPolicy
+from reframe_core.policies.delta import DeltaInput, smape
+from reframe_core.policies.every import EveryN
+from reframe_core.policies.max_age import MaxAge
+from reframe_core.policies.motion import CameraMotion
 
 POLICIES: dict[str, type[RefreshPolicy]] = {
     cls.name: cls for cls in (AlwaysRefresh, EveryN, DeltaInput, CameraMotion, MaxAge)

@@ -1,7 +1,7 @@
 """``always``: refresh every frame -- the uncached baseline through the same code path."""
 from __future__ import annotations
 
-from .base import FrameContext, RefreshPolicy
+from reframe_core.policies.base import FrameContext, RefreshPolicy
 
 
 class AlwaysRefresh(RefreshPolicy):

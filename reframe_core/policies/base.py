@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..hints import CameraHints
+from reframe_core.frames.hints import CameraHints
 
 
 class PolicySpecError(ValueError):

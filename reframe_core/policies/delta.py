@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import FrameContext, RefreshPolicy, fmt_number, pick_input
+from reframe_core.policies.base import FrameContext, RefreshPolicy, fmt_number, pick_input
 
 
 def smape(x: torch.Tensor, reference: torch.Tensor) -> float:

@@ -1,7 +1,7 @@
 """``every:N``: DeepCache's fixed schedule -- refresh when the frame index is a multiple of N."""
 from __future__ import annotations
 
-from .base import FrameContext, RefreshPolicy
+from reframe_core.policies.base import FrameContext, RefreshPolicy
 
 
 class EveryN(RefreshPolicy):

@@ -1,7 +1,7 @@
 """``max-age:K``: never reuse a cache older than K frames (a safety net to compose with other policies)."""
 from __future__ import annotations
 
-from .base import FrameContext, RefreshPolicy
+from reframe_core.policies.base import FrameContext, RefreshPolicy
 
 
 class MaxAge(RefreshPolicy):

@@ -7,8 +7,8 @@ angle in degrees, and change of field of view in degrees. Object motion is invis
 """
 from __future__ import annotations
 
-from ..hints import CameraHints
-from .base import FrameContext, RefreshPolicy, fmt_number
+from reframe_core.frames.hints import CameraHints
+from reframe_core.policies.base import FrameContext, RefreshPolicy, fmt_number
 
 DEFAULTS = {"trans": 0.05, "rot": 2.0, "fov": 1.0}
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..networks import NETWORKS
+from reframe_core.networks import NETWORKS
 
 FORMAT = "reframe-weights/1"
 SHIPPED = Path(__file__).resolve().parent
@@ -37,7 +37,7 @@ def shipped(name: str) -> Path:
 
 
 def save_weights(path: str | Path, arch: str, config: dict, model: nn.Module, card: dict) -> None:
-    from ..buffers import atomic_write
+    from reframe_core.frames.buffers import atomic_write
 
     payload = {"format": FORMAT, "arch": arch, "config": dict(config),
                "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, "card": card}

@@ -2,7 +2,7 @@
 import math
 import random
 
-from .. import common as c
+from scenes import common as c
 
 FRAMES = (1, 48)
 

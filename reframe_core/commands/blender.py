@@ -5,7 +5,7 @@ import argparse
 import time
 from pathlib import Path
 
-from . import SCENES, get_scene
+from scenes import SCENES, get_scene
 
 
 def _list(args) -> int:
@@ -18,7 +18,7 @@ def _list(args) -> int:
 def _build(args) -> int:
     import bpy
 
-    from .capture import CaptureError
+    from blender_addon.capture import CaptureError
 
     entry = get_scene(args.name)
     out = Path(args.out)
@@ -33,8 +33,8 @@ def _build(args) -> int:
 
 
 def _dataset(args) -> int:
-    from .capture import CaptureError, parse_frames
-    from .dataset import DatasetSpec, write_dataset
+    from blender_addon.capture import CaptureError, parse_frames
+    from blender_addon.dataset_writer import DatasetSpec, write_dataset
 
     try:
         scales = tuple(float(s) for s in args.scales.split(","))
@@ -67,7 +67,7 @@ def _dataset(args) -> int:
 def _bench_capture(args) -> int:
     import statistics
 
-    from .capture import CaptureSettings, capture, parse_frames
+    from blender_addon.capture import CaptureSettings, capture, parse_frames
 
     frames = parse_frames(args.frames)
     resolution = (args.resolution, args.resolution)
@@ -89,7 +89,7 @@ def _bench_capture(args) -> int:
 
 
 def _demo_synthetic(args) -> int:
-    from reframe_core.demo import DEFAULT_POLICIES, format_table, run_demo
+    from reframe_core.evaluation.synthetic_demo import DEFAULT_POLICIES, format_table, run_demo
 
     policies = args.policies.split(";") if args.policies else DEFAULT_POLICIES
     from reframe_core.policies import parse_policy
@@ -110,8 +110,8 @@ def _demo(args) -> int:
         return _demo_synthetic(args)
     from reframe_core.policies import parse_policy
 
-    from .capture import parse_frames
-    from .demo import DEFAULT_POLICIES, format_report, run_render_demo
+    from blender_addon.capture import parse_frames
+    from blender_addon.render_demo import DEFAULT_POLICIES, format_report, run_render_demo
 
     policies = args.policies.split(";") if args.policies else DEFAULT_POLICIES
     for spec in policies:
@@ -132,7 +132,7 @@ def _demo(args) -> int:
 def _ensure_dataset(scene: str, root: Path, frames: range | None, scales: tuple[float, ...], resolution: int,
                     samples: int) -> Path:
     """The dataset folder for ``scene``, capturing (with Blender) only the frames it lacks."""
-    from reframe_core.dataset import Dataset
+    from reframe_core.frames.dataset import Dataset
 
     if root.joinpath("metadata.json").exists():
         data = Dataset.open(root)
@@ -148,7 +148,7 @@ def _ensure_dataset(scene: str, root: Path, frames: range | None, scales: tuple[
     except ImportError:
         raise FileNotFoundError(f"no captured frames of {scene} in {root}, and Blender's bpy module is not installed to "
                                 "capture them: pip install 'reframe-blender[bpy]', or run inside Blender") from None
-    from .dataset import DatasetSpec, write_dataset
+    from blender_addon.dataset_writer import DatasetSpec, write_dataset
 
     if frames is None:
         first, last = get_scene(scene).frames
@@ -163,13 +163,13 @@ def _bench(args) -> int:
     import torch
     from tqdm import tqdm
 
-    from reframe_core import bench
+    from reframe_core.evaluation import bench
     from reframe_core.cli import UserError
-    from reframe_core.placement import Placement
+    from reframe_core.runtime.placement import Placement
     from reframe_core.policies import parse_policy, split_policy_list
     from reframe_core.weights import load_network, shipped
 
-    from .capture import parse_frames
+    from blender_addon.capture import parse_frames
 
     if args.repeats < 1 or args.warmup < 0 or args.worst < 0:
         raise UserError("--repeats must be >= 1, --warmup and --worst >= 0")
@@ -232,7 +232,7 @@ def _bench(args) -> int:
     if args.json:
         import json
 
-        from reframe_core.buffers import atomic_write
+        from reframe_core.frames.buffers import atomic_write
 
         text = json.dumps(report, indent=1)
         atomic_write(Path(args.json), lambda tmp: tmp.write_text(text))

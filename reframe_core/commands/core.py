@@ -7,8 +7,8 @@ from pathlib import Path
 
 
 def _cuts(args) -> int:
-    from .cuts import GraphAnalysis
-    from .networks import get_network
+    from reframe_core.caching.cuts import GraphAnalysis
+    from reframe_core.networks import get_network
 
     entry = get_network(args.model)
     model = entry.build().eval()
@@ -30,7 +30,7 @@ def _cuts(args) -> int:
 
 
 def _bench_cache(args) -> int:
-    from .speed import format_report, measure_cache_speed
+    from reframe_core.evaluation.speed import format_report, measure_cache_speed
 
     report = measure_cache_speed(args.model, args.size, repeats=args.repeats, device=args.device,
                                  precision=args.precision, channels_last=args.channels_last, compile_model=args.compile)
@@ -41,7 +41,7 @@ def _bench_cache(args) -> int:
 
 
 def _train(args) -> int:
-    from .training import TrainConfig, train
+    from reframe_core.training import TrainConfig, train
 
     config = TrainConfig(workload=args.workload, data=args.data.split(","), out=args.out, steps=args.steps,
                          batch=args.batch, sequence=args.sequence, crop=args.crop, lr=args.lr, seed=args.seed,
@@ -59,15 +59,15 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .quality import evaluate_fe, evaluate_ss
-    from .weights import load_network, shipped
+    from reframe_core.evaluation.quality import evaluate_fe, evaluate_ss
+    from reframe_core.weights import load_network, shipped
 
     arch = "ss" if args.workload == "ss" else "extranet"
     default = shipped(f"ss_x{args.scale:g}" if args.workload == "ss" else "fe_extranet")
     model, payload = load_network(args.weights or default, expected_arch=arch)
     if args.policy:
-        from .cache import cache_model
-        from .networks import get_network
+        from reframe_core.caching.cache import cache_model
+        from reframe_core.networks import get_network
 
         example = (get_network("ss").example_inputs(64, 64, scale=args.scale) if arch == "ss"
                    else get_network("extranet").example_inputs(64, 64, channels=payload["config"].get("n_channels", 18)))
@@ -98,7 +98,7 @@ def _evaluate(args) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from .networks import NETWORKS
+    from reframe_core.networks import NETWORKS
 
     cuts = subparsers.add_parser("cuts", help="list a network's candidate cut points with the FLOPs a hit keeps")
     cuts.add_argument("--model", choices=sorted(NETWORKS), default="unet")

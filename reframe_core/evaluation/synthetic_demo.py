@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .cache import cache_model
-from .metrics import flip, psnr
-from .networks import get_network
-from .synthetic import panning_sequence
+from reframe_core.caching.cache import cache_model
+from reframe_core.evaluation.metrics import flip, psnr
+from reframe_core.networks import get_network
+from reframe_core.frames.synthetic import panning_sequence
 
 DEFAULT_POLICIES = ("always", "every:2", "every:4", "delta:0.1", "motion", "motion+max-age:4")
 

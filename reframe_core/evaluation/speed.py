@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .cache import cache_model
-from .networks import get_network
-from .placement import Placement
-from .synthetic import panning_sequence
+from reframe_core.caching.cache import cache_model
+from reframe_core.networks import get_network
+from reframe_core.runtime.placement import Placement
+from reframe_core.frames.synthetic import panning_sequence
 
 # Networks with shipped weights are timed with them, so the measured design is the one users run.
 SHIPPED_WEIGHTS = {"ss": "ss_x2", "extranet": "fe_extranet"}
@@ -79,7 +79,7 @@ def measure_cache_speed(model: str = "unet", size: str | int = 256, repeats: int
     entry = get_network(model)
     weights = None
     if shipped_weights and model in SHIPPED_WEIGHTS:
-        from .weights import load_network, shipped
+        from reframe_core.weights import load_network, shipped
 
         weights = shipped(SHIPPED_WEIGHTS[model])
         net, _ = load_network(weights, expected_arch=model)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .dataset import Dataset
-from .metrics import flip, psnr, tonemap_ldr
-from .supersampling import Supersampler, bicubic_upscale, upscale_motion
-from .warp import backward_warp, to_image, to_tensor
+from reframe_core.frames.dataset import Dataset
+from reframe_core.evaluation.metrics import flip, psnr, tonemap_ldr
+from reframe_core.workloads.supersampling import Supersampler, bicubic_upscale, upscale_motion
+from reframe_core.frames.warp import backward_warp, to_image, to_tensor
 
 
 def _instability(frames: list[np.ndarray], truth: list[np.ndarray], motions: list[torch.Tensor]) -> float:
@@ -68,7 +68,7 @@ def evaluate_fe(model, root: str, k: int = 2, cheap_root: str | None = None) -> 
     extrapolated frames then get their G-buffers and motion from that cheap pass (1 sample: aliased), as
     they would in Blender, instead of from the full render's (anti-aliased) passes.
     """
-    from .extrapolation import Extrapolator
+    from reframe_core.workloads.extrapolation import Extrapolator
 
     data = Dataset.open(root)
     cheap = Dataset.open(cheap_root) if cheap_root else None

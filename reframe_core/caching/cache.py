@@ -18,9 +18,9 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from .cuts import CutError, CutPlan, GraphAnalysis
-from .hints import CameraHints
-from .policies import FrameContext, RefreshPolicy, parse_policy
+from reframe_core.caching.cuts import CutError, CutPlan, GraphAnalysis
+from reframe_core.frames.hints import CameraHints
+from reframe_core.policies import FrameContext, RefreshPolicy, parse_policy
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
-"""Datasets of captured frames, read without Blender (``scenes.dataset`` writes them).
+"""Datasets of captured frames, read without Blender (``blender_addon.dataset_writer`` writes them).
 
 Layout::
 
     DIR/metadata.json                 settings, scene, Blender version, per-frame camera + jitter
-    DIR/scale_1/frame_0001.exr        FrameBuffers (reframe_core.buffers layout)
+    DIR/scale_1/frame_0001.exr        FrameBuffers (reframe_core.frames.buffers layout)
     DIR/scale_2/frame_0001.exr        the same frame rendered at 1/2 width and height
     DIR/timings.jsonl                 render / save / read seconds per frame (not part of the data)
 """
@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .buffers import CameraData, FrameBuffers, read_buffers_exr
+from reframe_core.frames.buffers import CameraData, FrameBuffers, read_buffers_exr
 
 SCHEMA_VERSION = 1
 

@@ -1,7 +1,7 @@
 """Backward warping with motion vectors in the capture convention, and disocclusion masks.
 
 Motion is (B, 2, H, W) in pixels, x right and y down, from each current pixel to where its surface was in
-the other frame (see :mod:`reframe_core.buffers`). Warping samples the other frame there (bilinear).
+the other frame (see :mod:`reframe_core.frames.buffers`). Warping samples the other frame there (bilinear).
 """
 from __future__ import annotations
 

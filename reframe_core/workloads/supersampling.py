@@ -12,12 +12,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .buffers import FrameBuffers
-from .cache import network_of
-from .networks.supersampling import upsample_unjittered
-from .hints import CameraHints
-from .placement import Placement
-from .warp import backward_warp, to_image, to_tensor
+from reframe_core.frames.buffers import FrameBuffers
+from reframe_core.caching.cache import network_of
+from reframe_core.networks.supersampling import upsample_unjittered
+from reframe_core.frames.hints import CameraHints
+from reframe_core.runtime.placement import Placement
+from reframe_core.frames.warp import backward_warp, to_image, to_tensor
 
 
 def gbuffer(buffers: FrameBuffers) -> np.ndarray:

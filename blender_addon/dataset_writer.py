@@ -1,4 +1,4 @@
-"""Writing datasets of captured frames (layout and reading: :mod:`reframe_core.dataset`).
+"""Writing datasets of captured frames (layout and reading: :mod:`reframe_core.frames.dataset`).
 
 Every file is written atomically, and ``metadata.json`` after each frame, so an interrupted run leaves only
 complete frames; re-running the same command skips them. The same command with the same seed writes the
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import bpy
 
-from reframe_core.buffers import atomic_write, write_buffers_exr
-from reframe_core.dataset import SCHEMA_VERSION, frame_file, scale_dir
+from reframe_core.frames.buffers import atomic_write, write_buffers_exr
+from reframe_core.frames.dataset import SCHEMA_VERSION, frame_file, scale_dir
 
-from . import get_scene
-from .capture import CaptureError, CaptureSettings, capture, check_scene, open_blend
+from scenes import get_scene
+from blender_addon.capture import CaptureError, CaptureSettings, capture, check_scene, open_blend
 
 
 @dataclass(frozen=True)

@@ -34,12 +34,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .buffers import FrameBuffers, atomic_write
-from .cache import cache_model
-from .dataset import Dataset
-from .metrics import flip, psnr, tonemap_ldr
-from .placement import Placement
-from .policies import parse_policy
+from reframe_core.frames.buffers import FrameBuffers, atomic_write
+from reframe_core.caching.cache import cache_model
+from reframe_core.frames.dataset import Dataset
+from reframe_core.evaluation.metrics import flip, psnr, tonemap_ldr
+from reframe_core.runtime.placement import Placement
+from reframe_core.policies import parse_policy
 
 SCHEMA = "reframe-bench/1"
 
@@ -134,7 +134,7 @@ class _Supersampling(_Workload):
         self.scale = scale
 
     def runner(self, model, seq, placement):
-        from .supersampling import Supersampler
+        from reframe_core.workloads.supersampling import Supersampler
 
         return Supersampler(model, seq.display_size, placement)
 
@@ -142,7 +142,7 @@ class _Supersampling(_Workload):
         return runner.step(frame, hints).image, True
 
     def example_inputs(self, seq, model):
-        from .supersampling import ss_inputs
+        from reframe_core.workloads.supersampling import ss_inputs
 
         return ss_inputs(seq.inputs[0], None, seq.display_size)
 
@@ -154,7 +154,7 @@ class _Extrapolation(_Workload):
         self.k = k
 
     def runner(self, model, seq, placement):
-        from .extrapolation import Extrapolator
+        from reframe_core.workloads.extrapolation import Extrapolator
 
         return Extrapolator(model, self.k, placement)
 
@@ -163,7 +163,7 @@ class _Extrapolation(_Workload):
         return image, not rendered
 
     def example_inputs(self, seq, model):
-        from .networks import get_network
+        from reframe_core.networks import get_network
 
         h, w = seq.display_size
         return get_network("extranet").example_inputs(h, w, channels=model.n_channels)

@@ -2,16 +2,16 @@
 
 Blender 3.x EEVEE writes no Vector pass, and Python cannot read EEVEE's velocity buffer in the viewport;
 there motion comes from this function. It covers camera motion only: moving objects get the motion the
-camera alone would give them. Output follows :mod:`reframe_core.buffers` (pixels, x right, y down).
+camera alone would give them. Output follows :mod:`reframe_core.frames.buffers` (pixels, x right, y down).
 
-:func:`rebuild_motion` is what readers call (:func:`reframe_core.buffers.read_blender_exr`, the capture, the
+:func:`rebuild_motion` is what readers call (:func:`reframe_core.frames.buffers.read_blender_exr`, the capture, the
 viewport): it gives both motions like a Vector pass would, zero on the background and across a camera cut.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .buffers import CameraData
+from reframe_core.frames.buffers import CameraData
 
 
 def motion_from_depth(depth: np.ndarray, current: CameraData, other: CameraData, background_depth: float | None = None) -> np.ndarray:

@@ -10,7 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .hints import CameraHints
+from reframe_core.frames.hints import CameraHints
 
 FOV_DEGREES = 40.0
 SCENE_DEPTH = 10.0

@@ -28,12 +28,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from .buffers import FrameBuffers
-from .hints import CameraHints
-from .placement import Placement
-from .cache import network_of
-from .supersampling import gbuffer, history_warp_mode
-from .warp import backward_warp, disocclusion_mask, in_frame_mask, to_image, to_tensor
+from reframe_core.frames.buffers import FrameBuffers
+from reframe_core.frames.hints import CameraHints
+from reframe_core.runtime.placement import Placement
+from reframe_core.caching.cache import network_of
+from reframe_core.workloads.supersampling import gbuffer, history_warp_mode
+from reframe_core.frames.warp import backward_warp, disocclusion_mask, in_frame_mask, to_image, to_tensor
 
 FEATURE_CHANNELS = 7
 N_CHANNELS = 12 + FEATURE_CHANNELS

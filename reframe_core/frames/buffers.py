@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .hints import CameraHints
+from reframe_core.frames.hints import CameraHints
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ class ExrError(ValueError):
 
 def _channels(path: Path) -> dict[str, np.ndarray]:
     """All channels of all parts, split into single channels named 'Layer.Pass.C'."""
-    from .blender_compat import openexr_wheel_unsafe
+    from reframe_core.blender_compat import openexr_wheel_unsafe
 
     if openexr_wheel_unsafe():  # inside Debian's Blender 3.4 the OpenEXR wheel crashes the process
         return _read_scanline_exr(path)
@@ -208,7 +208,7 @@ def read_blender_exr(path: str | Path, camera: CameraData, jitter=(0.0, 0.0), vi
     Handles 5.0's one-part-per-pass files and 4.2's / 3.x's single-part files alike: channels are matched by
     name. Without a Vector pass (Blender 3.x EEVEE), ``has_vector_pass`` is False and the motion is rebuilt
     from the depth and the cameras of the previous and next frames
-    (:func:`reframe_core.motion.rebuild_motion`: camera motion only); a motion whose neighbour camera is not
+    (:func:`reframe_core.frames.motion.rebuild_motion`: camera motion only); a motion whose neighbour camera is not
     given, or is another camera (a cut), stays zero.
     """
     path = Path(path)
@@ -234,7 +234,7 @@ def read_blender_exr(path: str | Path, camera: CameraData, jitter=(0.0, 0.0), vi
     vector = _pass(channels, path, layer, "Vector", "XYZW")
     height, width = combined.shape[:2]
     if vector is None:
-        from .motion import rebuild_motion  # motion imports this module
+        from reframe_core.frames.motion import rebuild_motion  # motion imports this module
 
         motion_prev, motion_next = rebuild_motion(depth[..., 0], camera, previous_camera, next_camera)
     else:

@@ -3,7 +3,7 @@ supersampling network with layer caching, against the native full-resolution ren
 
 Frames are captured once into ``OUT/frames`` (a dataset folder: re-running reuses them), then the network
 runs uncached and once per policy on the same frames, interleaved frame by frame and timed by the bench's
-measuring code (:func:`reframe_core.bench.measure_sequence`, three passes for the timing medians). Written: ``OUT/report.json``, and per frame a PNG
+measuring code (:func:`reframe_core.evaluation.bench.measure_sequence`, three passes for the timing medians). Written: ``OUT/report.json``, and per frame a PNG
 strip ``OUT/frame_NNNN.png`` (bicubic | SS uncached | SS cached with the first policy | native).
 """
 from __future__ import annotations
@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reframe_core.buffers import atomic_write
-from reframe_core.bench import dataset_sequence, make_workload, measure_sequence
-from reframe_core.metrics import flip, tonemap_ldr
-from reframe_core.supersampling import bicubic_upscale
-from reframe_core.warp import to_image, to_tensor
+from reframe_core.frames.buffers import atomic_write
+from reframe_core.evaluation.bench import dataset_sequence, make_workload, measure_sequence
+from reframe_core.evaluation.metrics import flip, tonemap_ldr
+from reframe_core.workloads.supersampling import bicubic_upscale
+from reframe_core.frames.warp import to_image, to_tensor
 from reframe_core.weights import load_network, shipped
 
-from .dataset import DatasetSpec, write_dataset
+from blender_addon.dataset_writer import DatasetSpec, write_dataset
 
 DEFAULT_POLICIES = ("every:2", "delta:0.1", "motion", "motion+max-age:4")
 

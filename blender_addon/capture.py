@@ -18,7 +18,7 @@ from typing import Iterator
 import bpy
 
 from reframe_core.blender_compat import eevee_engine_id, has_media_type, motion_needs_rebuilding
-from reframe_core.buffers import CameraData, FrameBuffers, jitter_offset, read_blender_exr
+from reframe_core.frames.buffers import CameraData, FrameBuffers, jitter_offset, read_blender_exr
 
 
 class CaptureError(Exception):

@@ -1,0 +1,1 @@
+"""Blender-side code (imports bpy): capture, dataset writing, the render loop and, later, the add-on."""

@@ -1,0 +1,1 @@
+"""Measuring: FLIP/PSNR metrics, quality against native renders, speed benchmarks, the synthetic demo."""

@@ -1,0 +1,1 @@
+"""The workloads (SS, FE): one file each, and their registry."""
