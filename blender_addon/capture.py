@@ -19,9 +19,10 @@ import bpy
 
 from reframe_core.blender_compat import eevee_engine_id, has_media_type, motion_needs_rebuilding
 from reframe_core.frames.buffers import CameraData, FrameBuffers, jitter_offset, read_blender_exr
+from reframe_core.errors import ReframeError
 
 
-class CaptureError(Exception):
+class CaptureError(ReframeError):
     """Bad input to a capture (file, scene, frames, output): the message says what and how to fix it."""
 
 

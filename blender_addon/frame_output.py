@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 import bpy
+from reframe_core.errors import ReframeError
 
 # Extension per ImageFormatSettings.file_format, used for the temporary file when ``path`` has none.
 _EXTENSIONS = {
@@ -45,7 +46,7 @@ _TRAILERS = {"PNG": b"IEND\xaeB`\x82", "JPEG": b"\xff\xd9"}
 _WHERE = "Output Properties > Output"
 
 
-class OutputError(RuntimeError):
+class OutputError(ReframeError, RuntimeError):
     """A frame could not be written; the message names the file or folder and what to do.
 
     ``errno`` is set for operating-system failures (``errno.ENOSPC`` for a full disk), else None."""

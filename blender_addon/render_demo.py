@@ -15,11 +15,11 @@ import numpy as np
 import torch
 
 from reframe_core.frames.buffers import atomic_write
-from reframe_core.evaluation.bench import dataset_sequence, make_workload, measure_sequence
+from reframe_core.evaluation.bench import dataset_sequence, measure_sequence
 from reframe_core.evaluation.metrics import flip, tonemap_ldr
 from reframe_core.workloads.supersampling import bicubic_upscale
 from reframe_core.frames.warp import to_image, to_tensor
-from reframe_core.weights import load_network, shipped
+from reframe_core.workloads import get_workload
 
 from blender_addon.dataset_writer import DatasetSpec, write_dataset
 
@@ -40,11 +40,12 @@ def run_render_demo(scene: str = "slow_pan", frames: range = range(1, 13), resol
     root = out / "frames"
     write_dataset(DatasetSpec(scene=scene, frames=frames, scales=(1.0, 2.0), resolution=(resolution, resolution),
                               samples=samples), root)
-    sequence = dataset_sequence(root, "ss", 2.0, list(frames))
-    model, payload = load_network(shipped("ss_x2"), expected_arch="ss")
+    workload = get_workload("ss")
+    sequence = dataset_sequence(root, workload, 2.0, list(frames))
+    model, payload = workload.load(None, 2.0)
     shown: dict[int, dict] = {}
     # The bench's measuring code: uncached and cached runs interleaved frame by frame after a warm-up.
-    result = measure_sequence(make_workload("ss"), sequence, model, list(policies), warmup=2, repeats=repeats,
+    result = measure_sequence(workload, sequence, model, list(policies), warmup=2, repeats=repeats,
                               on_images=lambda frame, images: shown.__setitem__(frame, images))
     native = sequence.truth
     bicubic = [to_image(bicubic_upscale(to_tensor(fb.color), native[0].shape[:2], torch.tensor(fb.jitter)[None]))

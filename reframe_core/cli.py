@@ -6,12 +6,10 @@ import importlib
 import json
 import sys
 
+from reframe_core.errors import ReframeError
+
 # Each module exposes register(subparsers); bpy-dependent ones import bpy only when their command runs.
 COMMAND_MODULES = ("reframe_core.commands.core", "reframe_core.commands.blender")
-
-
-class UserError(Exception):
-    """A problem with what the user asked for: printed as one line, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,13 +25,6 @@ def print_json(data) -> None:
     sys.stdout.write("\n")
 
 
-def _is_user_error(exc: Exception) -> bool:
-    """Errors about the user's input get one line; anything else is a bug and keeps its traceback."""
-    if isinstance(exc, (UserError, ValueError, KeyError, FileNotFoundError, PermissionError, NotADirectoryError)):
-        return True
-    return type(exc).__name__ in ("CaptureError", "ExrError", "CutError", "PolicySpecError")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -43,11 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except BrokenPipeError:  # output piped into `head`: not an error
         return 0
-    except Exception as exc:
-        if not _is_user_error(exc):
-            raise
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"reframe-blender {args.command}: error: {message}", file=sys.stderr)
+    except ReframeError as exc:  # what the user asked for or gave: one line; anything else keeps its traceback
+        print(f"reframe-blender {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from reframe_core.errors import SettingsError
 
 
 @dataclass(frozen=True)
@@ -42,5 +43,5 @@ SCENES: dict[str, SceneEntry] = {e.name: e for e in (
 
 def get_scene(name: str) -> SceneEntry:
     if name not in SCENES:
-        raise KeyError(f"unknown scene {name!r}; known: {', '.join(SCENES)} (or give a .blend file)")
+        raise SettingsError(f"unknown scene {name!r}; known: {', '.join(SCENES)} (or give a .blend file)")
     return SCENES[name]

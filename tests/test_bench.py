@@ -9,6 +9,7 @@ from PIL import Image
 from torch import nn
 
 from reframe_core.evaluation import bench
+from reframe_core.workloads import get_workload
 from reframe_core.cli import main
 from reframe_core.policies import split_policy_list
 
@@ -98,7 +99,8 @@ def test_policy_lists_keep_commas_of_arguments():
     assert split_policy_list("every:2, delta:0.2,input=1,motion:trans=0.1,rot=4+max-age:8") == [
         "every:2", "delta:0.2,input=1", "motion:trans=0.1,rot=4+max-age:8"]
     assert bench.policy_family("motion:trans=0.1,rot=4+max-age:8") == "motion+max-age"
-    assert bench.is_paper_peer("delta:0.2", "fe") and not bench.is_paper_peer("delta:0.2", "ss")
+    ss, fe = get_workload("ss"), get_workload("fe")
+    assert bench.is_paper_peer("delta:0.2", fe) and not bench.is_paper_peer("delta:0.2", ss)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -118,11 +120,11 @@ def test_a_folder_that_is_not_a_dataset_is_named(tmp_path, capsys):
 
 
 def test_frame_sequences_check_their_lengths(tiny_dataset):
-    seq = bench.dataset_sequence(tiny_dataset, "ss")
+    seq = bench.dataset_sequence(tiny_dataset, get_workload("ss"))
     with pytest.raises(ValueError, match="must match"):
         bench.FrameSequence("x", seq.frames, seq.inputs, seq.truth[:2])
     with pytest.raises(ValueError, match="lacks frames"):
-        bench.dataset_sequence(tiny_dataset, "ss", frames=[1, 2])
+        bench.dataset_sequence(tiny_dataset, get_workload("ss"), frames=[1, 2])
 
 
 def test_reduced_precision_channels_last_path_keeps_always_exact(tiny_dataset, tmp_path):

@@ -88,7 +88,7 @@ def test_fe_eval_takes_extrapolated_frames_from_the_cheap_pass(tiny_dataset, tmp
     partial = tmp_path / "partial"
     assert main(["dataset", "--scene", "slow_pan", "--frames", "3-5", "--scales", "1", "--resolution", "48",
                  "--samples", "1", "--cheap", "--quiet", "--out", str(partial)]) == 0
-    from reframe_core.evaluation.quality import evaluate_fe
+    from reframe_core.workloads.extrapolation import evaluate_extrapolation as evaluate_fe
     from reframe_core.weights import load_network, shipped
 
     with pytest.raises(ValueError, match="lacks frames 6..8"):

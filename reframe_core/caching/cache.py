@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from reframe_core.errors import SettingsError
 from reframe_core.caching.cuts import CutError, CutPlan, GraphAnalysis
 from reframe_core.frames.hints import CameraHints
 from reframe_core.policies import FrameContext, RefreshPolicy, parse_policy
@@ -221,7 +222,7 @@ class CachedModel(nn.Module):
         if refresh is False:
             return None
         if self.policy is None:
-            raise ValueError("CachedModel needs refresh=True/False on each call, or a policy at build time "
+            raise SettingsError("CachedModel needs refresh=True/False on each call, or a policy at build time "
                              "(cache_model(..., policy='delta:0.1'))")
         return self.policy.check(ctx)
 

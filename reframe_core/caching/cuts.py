@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.fx as fx
 from torch.utils.flop_counter import FlopCounterMode
+from reframe_core.errors import ReframeError
 
 
-class CutError(ValueError):
+class CutError(ReframeError, ValueError):
     """A cut could not be planned: unknown name, untraceable model, or a cut that leaves nothing to run."""
 
 

@@ -5,6 +5,7 @@ import argparse
 import time
 from pathlib import Path
 
+from reframe_core.errors import MissingInputError, SettingsError
 from scenes import SCENES, get_scene
 
 
@@ -141,12 +142,12 @@ def _ensure_dataset(scene: str, root: Path, frames: range | None, scales: tuple[
         if wanted and all(wanted <= h for h in have):
             return root
     if "/" in scene:  # a dataset folder named directly: nothing to capture it from
-        raise FileNotFoundError(f"{root} is not a complete dataset for scales {', '.join(f'{s:g}' for s in scales)}; "
+        raise MissingInputError(f"{root} is not a complete dataset for scales {', '.join(f'{s:g}' for s in scales)}; "
                                 f"capture it with reframe-blender dataset --scales {','.join(f'{s:g}' for s in scales)} --out {root}")
     try:
         import bpy  # noqa: F401
     except ImportError:
-        raise FileNotFoundError(f"no captured frames of {scene} in {root}, and Blender's bpy module is not installed to "
+        raise MissingInputError(f"no captured frames of {scene} in {root}, and Blender's bpy module is not installed to "
                                 "capture them: pip install 'reframe-blender[bpy]', or run inside Blender") from None
     from blender_addon.dataset_writer import DatasetSpec, write_dataset
 
@@ -164,29 +165,26 @@ def _bench(args) -> int:
     from tqdm import tqdm
 
     from reframe_core.evaluation import bench
-    from reframe_core.cli import UserError
     from reframe_core.runtime.placement import Placement
     from reframe_core.policies import parse_policy, split_policy_list
-    from reframe_core.weights import load_network, shipped
+    from reframe_core.workloads import get_workload
 
     from blender_addon.capture import parse_frames
 
     if args.repeats < 1 or args.warmup < 0 or args.worst < 0:
-        raise UserError("--repeats must be >= 1, --warmup and --worst >= 0")
+        raise SettingsError("--repeats must be >= 1, --warmup and --worst >= 0")
     workloads = [w.strip() for w in args.workload.split(",") if w.strip()]
-    for w in workloads:
-        if w not in ("ss", "fe"):
-            raise UserError(f"unknown workload {w!r} in --workload: use ss, fe or ss,fe")
+    units = {w: get_workload(w, k=args.k) for w in workloads}  # an unknown name fails here, before any work
     placement = Placement(args.device, args.precision, args.channels_last)
     if args.precision == "fp16" and not placement.is_cuda:
-        raise UserError("--precision fp16 needs --device cuda (CPU kernels for fp16 convolutions are slow or missing); use bf16 or fp32 on CPU")
+        raise SettingsError("--precision fp16 needs --device cuda (CPU kernels for fp16 convolutions are slow or missing); use bf16 or fp32 on CPU")
     frames = parse_frames(args.frames) if args.frames else None
     scenes = [s.strip() for s in args.scenes.split(",") if s.strip()]
     if not scenes:
-        raise UserError("--scenes needs at least one scene name or dataset folder")
+        raise SettingsError("--scenes needs at least one scene name or dataset folder")
     policy_lists = {}
     for w in workloads:
-        specs = bench.DEFAULT_POLICIES[w] if args.policies == "default" else split_policy_list(args.policies)
+        specs = bench.default_policies(units[w]) if args.policies == "default" else split_policy_list(args.policies)
         for spec in specs:
             parse_policy(spec)  # a bad spec fails before any capture or measuring
         policy_lists[w] = specs
@@ -194,9 +192,9 @@ def _bench(args) -> int:
         try:  # before any work: a report that cannot be written is found out now, not after the run
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UserError(f"cannot create the folder of {path}: {exc.strerror or exc}; choose another path") from None
+            raise SettingsError(f"cannot create the folder of {path}: {exc.strerror or exc}; choose another path") from None
     if args.weights and len(workloads) > 1:
-        raise UserError("--weights applies to one workload: run ss and fe separately with their own --weights")
+        raise SettingsError("--weights applies to one workload: run ss and fe separately with their own --weights")
     scales = (1.0, args.scale)
     roots = {}
     for scene in scenes:  # capture first: any capture error stops before minutes of measuring
@@ -205,18 +203,17 @@ def _bench(args) -> int:
     maps_dir = Path(args.maps) if args.maps else (Path(args.json).with_name(Path(args.json).stem + "_maps") if args.json else None)
     results = []
     for w in workloads:
-        workload = bench.make_workload(w, args.scale, args.k)
-        default = shipped(f"ss_x{args.scale:g}" if w == "ss" else "fe_extranet")
-        model, payload = load_network(args.weights or default, expected_arch=workload.arch)
+        workload = units[w]
+        model, payload = workload.load(args.weights, args.scale)
         model = placement.model(model)
         for scene in scenes:
-            sequence = bench.dataset_sequence(roots[scene], w, args.scale, list(frames) if frames else None)
+            sequence = bench.dataset_sequence(roots[scene], workload, args.scale, list(frames) if frames else None)
             with tqdm(total=len(sequence.frames) * args.repeats, desc=f"bench {w} {sequence.name}", unit="frame", disable=args.quiet) as bar:
                 result = bench.measure_sequence(workload, sequence, model, policy_lists[w], placement, cut=args.cut,
                                                 warmup=args.warmup, worst=args.worst, maps_dir=maps_dir,
                                                 compile_model=args.compile, repeats=args.repeats,
                                                 progress=lambda: bar.update(1))
-            result["weights"] = str(args.weights or default)
+            result["weights"] = str(args.weights or workload.weights_name(args.scale))
             results.append(result)
     summary = bench.summarize(results)
     print(bench.format_table(results))

@@ -5,6 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
+from reframe_core.errors import SettingsError
+
 
 def _cuts(args) -> int:
     from reframe_core.caching.cuts import GraphAnalysis
@@ -59,46 +61,30 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from reframe_core.evaluation.quality import evaluate_fe, evaluate_ss
-    from reframe_core.weights import load_network, shipped
+    from reframe_core.workloads import get_workload
 
-    arch = "ss" if args.workload == "ss" else "extranet"
-    default = shipped(f"ss_x{args.scale:g}" if args.workload == "ss" else "fe_extranet")
-    model, payload = load_network(args.weights or default, expected_arch=arch)
+    workload = get_workload(args.workload, k=args.k)
+    model, payload = workload.load(args.weights, args.scale)
     if args.policy:
         from reframe_core.caching.cache import cache_model
-        from reframe_core.networks import get_network
 
-        example = (get_network("ss").example_inputs(64, 64, scale=args.scale) if arch == "ss"
-                   else get_network("extranet").example_inputs(64, 64, channels=payload["config"].get("n_channels", 18)))
-        model = cache_model(model, example, cut="auto", policy=args.policy)
+        model = cache_model(model, workload.example_inputs(model, (64, 64), scale=args.scale), cut="auto", policy=args.policy)
     roots = args.data.split(",")
-    if args.workload == "ss":
-        reports = [evaluate_ss(model, root, args.scale) for root in roots]
-        print(f"{'dataset':<22} {'frames':>6} {'FLIP net':>9} {'FLIP bicubic':>12} {'reduction':>9} {'PSNR net':>9} {'PSNR bic':>9} {'instab net':>10} {'instab bic':>10}")
-        for r in reports:
-            n, b = r["network"], r["bicubic"]
-            print(f"{Path(r['dataset']).name:<22} {r['frames']:>6} {n['flip_mean']:>9.4f} {b['flip_mean']:>12.4f} {r['flip_reduction_vs_bicubic']:>9.1%} "
-                  f"{n['psnr_mean']:>9.2f} {b['psnr_mean']:>9.2f} {n['instability']:>10.4f} {b['instability']:>10.4f}")
-    else:
-        cheap = args.cheap_data.split(",") if args.cheap_data else [None] * len(roots)
-        if len(cheap) != len(roots):
-            raise ValueError(f"--cheap-data names {len(cheap)} datasets for {len(roots)} in --data: give one per --data dataset, in the same order")
-        reports = [evaluate_fe(model, root, args.k, c) for root, c in zip(roots, cheap)]
-        print(f"{'dataset':<22} {'G-buffers':<28} {'extrapolated':>12} {'FLIP net':>9} {'FLIP reproj':>11} {'reduction':>9} {'PSNR net':>9} {'PSNR reproj':>11}")
-        for r, c in zip(reports, cheap):
-            n, b = r["network"], r["reprojection"]
-            source = Path(c).name if c else "full"
-            print(f"{Path(r['dataset']).name:<22} {source:<28} {r['extrapolated_frames']:>12} {n['flip_mean']:>9.4f} {b['flip_mean']:>11.4f} "
-                  f"{r['flip_reduction_vs_reprojection']:>9.1%} {n['psnr_mean']:>9.2f} {b['psnr_mean']:>11.2f}")
+    cheap = args.cheap_data.split(",") if args.cheap_data else [None] * len(roots)
+    if len(cheap) != len(roots):
+        raise SettingsError(f"--cheap-data names {len(cheap)} datasets for {len(roots)} in --data: give one per --data "
+                            "dataset, in the same order")
+    reports = [workload.evaluate(model, root, args.scale, cheap_root=c) for root, c in zip(roots, cheap)]
+    print(workload.format_evaluation(reports))
     if args.json:
-        Path(args.json).write_text(json.dumps({"workload": args.workload, "weights": str(args.weights or default),
+        Path(args.json).write_text(json.dumps({"workload": args.workload, "weights": str(args.weights or workload.weights_name(args.scale)),
                                                "policy": args.policy, "card": payload.get("card"), "reports": reports}, indent=2))
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from reframe_core.networks import NETWORKS
+    from reframe_core.workloads import WORKLOADS
 
     cuts = subparsers.add_parser("cuts", help="list a network's candidate cut points with the FLOPs a hit keeps")
     cuts.add_argument("--model", choices=sorted(NETWORKS), default="unet")
@@ -119,7 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.set_defaults(run=_bench_cache)
 
     train = subparsers.add_parser("train", help="train a workload's network on captured datasets (resumable)")
-    train.add_argument("--workload", choices=["ss", "fe"], required=True)
+    train.add_argument("--workload", choices=sorted(WORKLOADS), required=True)
     train.add_argument("--data", required=True, help="dataset folders, comma-separated")
     train.add_argument("--out", required=True, help="weights file to write (OUT.ckpt / OUT.log.jsonl beside it)")
     train.add_argument("--steps", type=int, default=3000)
@@ -146,7 +132,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.set_defaults(run=_train)
 
     evaluate = subparsers.add_parser("eval", help="quality vs the native render on held-out datasets")
-    evaluate.add_argument("--workload", choices=["ss", "fe"], default="ss")
+    evaluate.add_argument("--workload", choices=sorted(WORKLOADS), default="ss")
     evaluate.add_argument("--k", type=int, default=2, help="FE: render every k-th frame in full")
     evaluate.add_argument("--data", required=True, help="dataset folders, comma-separated")
     evaluate.add_argument("--cheap-data", help="FE: cheap-pass datasets (dataset --cheap) of the same frames, one per --data "

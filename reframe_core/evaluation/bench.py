@@ -39,21 +39,22 @@ from reframe_core.caching.cache import cache_model
 from reframe_core.frames.dataset import Dataset
 from reframe_core.evaluation.metrics import flip, psnr, tonemap_ldr
 from reframe_core.runtime.placement import Placement
+from reframe_core.errors import SettingsError
 from reframe_core.policies import parse_policy
+from reframe_core.workloads import Workload
 
 SCHEMA = "reframe-bench/1"
 
-# The paper's policies (reframe_core/README.md, "The method") are always measured as peers: every:N (DeepCache's schedule)
-# and delta at the reference code's threshold for the workload (FBSR 0.25 for SS, ExtraNet 0.20 for FE).
-PAPER_DELTA = {"ss": 0.25, "fe": 0.2}
-DEFAULT_POLICIES = {
-    "ss": ["always", "every:2", "every:3", "every:4", "delta:0.05", "delta:0.1", "delta:0.25", "delta:0.4",
-           "motion:trans=0.025,rot=1", "motion", "motion:trans=0.1,rot=4", "motion:trans=0.2,rot=8",
-           "motion+max-age:4", "motion:trans=0.1,rot=4+max-age:8"],
-    "fe": ["always", "every:2", "every:3", "every:4", "delta:0.05", "delta:0.1", "delta:0.2", "delta:0.4",
-           "motion:trans=0.025,rot=1", "motion", "motion:trans=0.1,rot=4", "motion:trans=0.2,rot=8",
-           "motion+max-age:4", "motion:trans=0.1,rot=4+max-age:8"],
-}
+
+
+def default_policies(workload: Workload) -> list[str]:
+    """A threshold sweep of every policy family. The paper's policies (reframe_core/README.md, "The method")
+    are always among them as peers: every:N (DeepCache's schedule) and delta at the reference code's threshold
+    for the kind of network (``workload.paper_delta``: FBSR 0.25 for SS, ExtraNet 0.20 for FE)."""
+    deltas = sorted({0.05, 0.1, workload.paper_delta, 0.4})
+    return (["always", "every:2", "every:3", "every:4"] + [f"delta:{d:g}" for d in deltas]
+            + ["motion:trans=0.025,rot=1", "motion", "motion:trans=0.1,rot=4", "motion:trans=0.2,rot=8",
+               "motion+max-age:4", "motion:trans=0.1,rot=4+max-age:8"])
 # The product's target (issue 5): mean speedup >= 2x at mean FLIP <= 0.02 vs uncached, no frame above 0.05.
 TARGET = {"speedup": 2.0, "flip_mean": 0.02, "flip_max": 0.05}
 
@@ -63,11 +64,11 @@ def policy_family(spec: str) -> str:
     return "+".join(member.split(":", 1)[0] for member in spec.split("+"))
 
 
-def is_paper_peer(spec: str, workload: str) -> bool:
+def is_paper_peer(spec: str, workload: Workload) -> bool:
     if "+" in spec:  # a composition is ours, not the paper's
         return False
     name, _, arg = spec.partition(":")
-    return name == "every" or (name == "delta" and arg and float(arg.split(",")[0]) == PAPER_DELTA[workload])
+    return name == "every" or (name == "delta" and bool(arg) and float(arg.split(",")[0]) == workload.paper_delta)
 
 
 # --- frame sources --------------------------------------------------------------------------------------
@@ -88,9 +89,9 @@ class FrameSequence:
 
     def __post_init__(self):
         if not self.inputs:
-            raise ValueError(f"sequence {self.name!r} has no frames")
+            raise SettingsError(f"sequence {self.name!r} has no frames")
         if not (len(self.frames) == len(self.inputs) == len(self.truth)):
-            raise ValueError(f"sequence {self.name!r}: {len(self.frames)} frames, {len(self.inputs)} inputs, "
+            raise SettingsError(f"sequence {self.name!r}: {len(self.frames)} frames, {len(self.inputs)} inputs, "
                              f"{len(self.truth)} native renders; they must match")
 
     @property
@@ -98,83 +99,19 @@ class FrameSequence:
         return tuple(self.truth[0].shape[:2])
 
 
-def dataset_sequence(root: str | Path, workload: str, scale: float = 2.0, frames: list[int] | None = None) -> FrameSequence:
+def dataset_sequence(root: str | Path, workload: Workload, scale: float = 2.0, frames: list[int] | None = None) -> FrameSequence:
     """Read a sequence from a dataset folder written by ``reframe-blender dataset``."""
     data = Dataset.open(root)
-    input_scale = scale if workload == "ss" else 1.0
+    input_scale = workload.input_scale(scale)
     have = set(data.frames(1.0)) & set(data.frames(input_scale))
     wanted = sorted(have) if frames is None else list(frames)
     missing = [f for f in wanted if f not in have]
     if missing or not wanted:
-        raise ValueError(f"{root} lacks frames {missing or wanted} at scales 1 and {input_scale:g}; capture them with "
+        raise SettingsError(f"{root} lacks frames {missing or wanted} at scales 1 and {input_scale:g}; capture them with "
                          f"reframe-blender dataset --scales 1,{input_scale:g} --out {root}")
     inputs = [data.load(f, input_scale) for f in wanted]
     truth = inputs if input_scale == 1.0 else [data.load(f, 1.0) for f in wanted]
     return FrameSequence(Path(root).name, wanted, inputs, [t.color for t in truth], source=str(root))
-
-
-# --- workloads --------------------------------------------------------------------------------------------
-
-class _Workload:
-    name: str
-    arch: str
-
-    def runner(self, model, seq: FrameSequence, placement: Placement): ...
-
-    def step(self, runner, frame: FrameBuffers, hints) -> tuple[np.ndarray, bool]:
-        """(image shown, whether the network ran)."""
-
-    def example_inputs(self, seq: FrameSequence, model) -> tuple: ...
-
-
-class _Supersampling(_Workload):
-    name, arch = "ss", "ss"
-
-    def __init__(self, scale: float = 2.0):
-        self.scale = scale
-
-    def runner(self, model, seq, placement):
-        from reframe_core.workloads.supersampling import Supersampler
-
-        return Supersampler(model, seq.display_size, placement)
-
-    def step(self, runner, frame, hints):
-        return runner.step(frame, hints).image, True
-
-    def example_inputs(self, seq, model):
-        from reframe_core.workloads.supersampling import ss_inputs
-
-        return ss_inputs(seq.inputs[0], None, seq.display_size)
-
-
-class _Extrapolation(_Workload):
-    name, arch = "fe", "extranet"
-
-    def __init__(self, k: int = 2):
-        self.k = k
-
-    def runner(self, model, seq, placement):
-        from reframe_core.workloads.extrapolation import Extrapolator
-
-        return Extrapolator(model, self.k, placement)
-
-    def step(self, runner, frame, hints):
-        image, rendered = runner.step(frame, hints)
-        return image, not rendered
-
-    def example_inputs(self, seq, model):
-        from reframe_core.networks import get_network
-
-        h, w = seq.display_size
-        return get_network("extranet").example_inputs(h, w, channels=model.n_channels)
-
-
-def make_workload(name: str, scale: float = 2.0, k: int = 2) -> _Workload:
-    if name == "ss":
-        return _Supersampling(scale)
-    if name == "fe":
-        return _Extrapolation(k)
-    raise ValueError(f"unknown workload {name!r}: use ss or fe")
 
 
 class _Timed:
@@ -237,7 +174,7 @@ def _save_error_map(path: Path, uncached: np.ndarray, cached: np.ndarray, error:
     atomic_write(path, lambda tmp: Image.fromarray(data).save(tmp, format="PNG"))
 
 
-def measure_sequence(workload: _Workload, seq: FrameSequence, model, policies: list[str],
+def measure_sequence(workload: Workload, seq: FrameSequence, model, policies: list[str],
                      placement: Placement | None = None, cut: str = "auto", warmup: int = 3, worst: int = 2,
                      maps_dir: str | Path | None = None, compile_model: bool = False, repeats: int = 1,
                      progress=None, on_images=None) -> dict:
@@ -251,7 +188,7 @@ def measure_sequence(workload: _Workload, seq: FrameSequence, model, policies: l
     placement = placement or Placement()
     for spec in policies:
         parse_policy(spec)  # every spec is checked before any work
-    example = placement.inputs(workload.example_inputs(seq, model))
+    example = placement.inputs(workload.example_inputs(model, seq.display_size, seq.inputs[0]))
     uncached_model = torch.compile(model) if compile_model else model
     runs = [_Run("uncached", _Timed(uncached_model, placement), None)]
     for spec in policies:
@@ -260,7 +197,7 @@ def measure_sequence(workload: _Workload, seq: FrameSequence, model, policies: l
             cached.compile()
         runs.append(_Run(spec, _Timed(cached, placement), None))
     for run in runs:
-        run.runner = workload.runner(run.timed, seq, placement)
+        run.runner = workload.runner(run.timed, seq.display_size, placement)
 
     # Warm-up: a few frames through every runner, and a refresh and a hit on every cache (some policies
     # never hit in the first frames), so that allocators, kernels and compiled graphs are ready.
@@ -268,7 +205,7 @@ def measure_sequence(workload: _Workload, seq: FrameSequence, model, policies: l
     for frame in seq.inputs[:max(warmup, 1)]:
         hints = frame.hints(previous)
         for run in runs:
-            workload.step(run.runner, frame, hints)
+            run.runner.step(frame, hints)
         previous = frame
     with torch.inference_mode():
         for run in runs[1:]:
@@ -298,7 +235,8 @@ def measure_sequence(workload: _Workload, seq: FrameSequence, model, policies: l
                 calls = len(run.timed.times)
                 placement.synchronize()
                 start = time.perf_counter()
-                image, ran = workload.step(run.runner, frame, hints)
+                shown = run.runner.step(frame, hints)
+                image, ran = shown.image, shown.network_ran
                 placement.synchronize()
                 step_ms = (time.perf_counter() - start) * 1e3
                 if ran:
@@ -331,7 +269,7 @@ def measure_sequence(workload: _Workload, seq: FrameSequence, model, policies: l
 
     uncached = runs[0]
     if not uncached.net_ms:
-        raise ValueError(f"sequence {seq.name!r}: the network ran on no frame (FE needs more than k frames)")
+        raise SettingsError(f"sequence {seq.name!r}: the network ran on no frame (FE needs more than k frames)")
     base_net = statistics.median(uncached.net_ms)
     result = {
         "workload": workload.name, "scene": seq.name, "source": seq.source,
@@ -362,7 +300,7 @@ def measure_sequence(workload: _Workload, seq: FrameSequence, model, policies: l
                 _save_error_map(path, reference, image, error)
                 maps.append({"frame": frame_no, "flip": value, "png": str(path)})
         result["policies"].append({
-            "policy": run.label, "family": policy_family(run.label), "paper_peer": is_paper_peer(run.label, workload.name),
+            "policy": run.label, "family": policy_family(run.label), "paper_peer": is_paper_peer(run.label, workload),
             "network_frames": n, "refreshes": refreshes, "hit_rate": hit_rate,
             "flops_removed": hit_rate * cached.plan.removed_share, "flops_removed_per_hit": cached.plan.removed_share,
             "policy_overhead_ms": stats.overhead_ms,

@@ -9,14 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from reframe_core.errors import SettingsError
 
 
 def _check_image(name: str, image) -> np.ndarray:
     array = np.asarray(image, dtype=np.float32)
     if array.ndim != 3 or array.shape[2] != 3:
-        raise ValueError(f"{name} must be an (H, W, 3) image, got shape {array.shape}")
+        raise SettingsError(f"{name} must be an (H, W, 3) image, got shape {array.shape}")
     if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise SettingsError(f"{name} contains NaN or infinite values")
     return array
 
 
@@ -46,7 +47,7 @@ def flip(reference, test, linear: bool = True) -> FlipResult:
     ref = _check_image("reference", reference)
     tst = _check_image("test", test)
     if ref.shape != tst.shape:
-        raise ValueError(f"reference and test differ in shape: {ref.shape} vs {tst.shape}")
+        raise SettingsError(f"reference and test differ in shape: {ref.shape} vs {tst.shape}")
     if linear:
         ref, tst = tonemap_ldr(ref), tonemap_ldr(tst)
     else:
@@ -61,6 +62,6 @@ def psnr(reference, test, peak: float = 1.0) -> float:
     ref = np.asarray(reference, dtype=np.float64)
     tst = np.asarray(test, dtype=np.float64)
     if ref.shape != tst.shape:
-        raise ValueError(f"reference and test differ in shape: {ref.shape} vs {tst.shape}")
+        raise SettingsError(f"reference and test differ in shape: {ref.shape} vs {tst.shape}")
     mse = float(np.mean((ref - tst) ** 2))
     return float("inf") if mse == 0 else 10.0 * np.log10(peak ** 2 / mse)

@@ -12,13 +12,13 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from reframe_core.errors import SettingsError
 from reframe_core.caching.cache import cache_model
 from reframe_core.networks import get_network
 from reframe_core.runtime.placement import Placement
 from reframe_core.frames.synthetic import panning_sequence
+from reframe_core.workloads import workload_for_network
 
-# Networks with shipped weights are timed with them, so the measured design is the one users run.
-SHIPPED_WEIGHTS = {"ss": "ss_x2", "extranet": "fe_extranet"}
 
 
 def parse_size(text: str | int) -> tuple[int, int]:
@@ -31,7 +31,7 @@ def parse_size(text: str | int) -> tuple[int, int]:
     except ValueError:
         values = []
     if len(values) not in (1, 2) or min(values) < 16:
-        raise ValueError(f"size {text!r}: give N (square) or WIDTHxHEIGHT, each at least 16, e.g. 256 or 1920x1080")
+        raise SettingsError(f"size {text!r}: give N (square) or WIDTHxHEIGHT, each at least 16, e.g. 256 or 1920x1080")
     return (values[0], values[0]) if len(values) == 1 else (values[1], values[0])
 
 
@@ -78,11 +78,14 @@ def measure_cache_speed(model: str = "unet", size: str | int = 256, repeats: int
     placement = Placement(device=device, precision=precision, channels_last=channels_last)
     entry = get_network(model)
     weights = None
-    if shipped_weights and model in SHIPPED_WEIGHTS:
-        from reframe_core.weights import load_network, shipped
+    workload = workload_for_network(model) if shipped_weights else None
+    if workload is not None and workload.shipped_scales():
+        # A workload's network is timed with its shipped weights, so the measured design is the one users run.
+        from reframe_core.weights import shipped
 
-        weights = shipped(SHIPPED_WEIGHTS[model])
-        net, _ = load_network(weights, expected_arch=model)
+        scale = workload.shipped_scales()[0]
+        weights = shipped(workload.weights_name(scale))
+        net, _ = workload.load(None, scale)
     else:
         net = entry.build().eval()
     net = placement.model(net)

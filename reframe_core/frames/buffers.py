@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reframe_core.errors import ReframeError, SettingsError
 from reframe_core.frames.hints import CameraHints
 
 
@@ -106,7 +107,7 @@ _LAYOUT = {
 }
 
 
-class ExrError(ValueError):
+class ExrError(ReframeError, ValueError):
     """An EXR file is unreadable or lacks a pass we need; the message names the file and the pass."""
 
 
@@ -144,9 +145,9 @@ def _read_scanline_exr(path: Path) -> dict[str, np.ndarray]:
     try:
         magic, version = struct.unpack_from("<ii", data, 0)
         if magic != 20000630:
-            raise ValueError("not an OpenEXR file")
+            raise SettingsError("not an OpenEXR file")
         if version & 0x1A00:  # tiled, deep or multi-part
-            raise ValueError("only single-part scanline files are supported here")
+            raise SettingsError("only single-part scanline files are supported here")
         pos, header = 8, {}
         while data[pos] != 0:
             name_end = data.index(b"\0", pos)
@@ -160,14 +161,14 @@ def _read_scanline_exr(path: Path) -> dict[str, np.ndarray]:
             end = chlist.index(b"\0", i)
             pixel_type, _, x_sampling, y_sampling = struct.unpack_from("<iB3xii", chlist, end + 1)
             if (x_sampling, y_sampling) != (1, 1):
-                raise ValueError("sub-sampled channels are not supported")
+                raise SettingsError("sub-sampled channels are not supported")
             channels.append((chlist[i:end].decode(), _EXR_TYPES[pixel_type]))
             i = end + 17
         x0, y0, x1, y1 = struct.unpack("<iiii", header["dataWindow"])
         width, height = x1 - x0 + 1, y1 - y0 + 1
         compression = header["compression"][0]
         if compression not in _EXR_LINES:
-            raise ValueError(f"compression {compression} is not supported here (use NONE, ZIPS or ZIP)")
+            raise SettingsError(f"compression {compression} is not supported here (use NONE, ZIPS or ZIP)")
         lines = _EXR_LINES[compression]
         chunks = -(-height // lines)
         offsets = struct.unpack_from(f"<{chunks}Q", data, pos)

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from reframe_core.errors import MissingInputError
 from reframe_core.frames.buffers import CameraData, FrameBuffers, read_buffers_exr
 
 SCHEMA_VERSION = 1
@@ -38,7 +39,7 @@ class Dataset:
         root = Path(root)
         path = root / "metadata.json"
         if not path.exists():
-            raise FileNotFoundError(f"{root} is not a dataset (no metadata.json); write one with reframe-blender dataset")
+            raise MissingInputError(f"{root} is not a dataset (no metadata.json); write one with reframe-blender dataset")
         return cls(root, json.loads(path.read_text()))
 
     @property
@@ -52,3 +53,16 @@ class Dataset:
         entry = self.metadata["frames"][scale_dir(scale)][str(frame)]
         return read_buffers_exr(self.root / entry["file"], CameraData.from_dict(entry["camera"]),
                                 jitter=entry["jitter"], has_vector_pass=entry["has_vector_pass"])
+
+
+def runs_between_cuts(data: Dataset, scale: float, make_item) -> list[list]:
+    """``make_item(buffers, frame)`` for every frame at ``scale``, split into runs at camera cuts."""
+    runs: list[list] = []
+    previous = None
+    for frame in data.frames(scale):
+        buffers = data.load(frame, scale)
+        if buffers.camera.hints(previous.camera if previous else None).cut or not runs:
+            runs.append([])
+        runs[-1].append(make_item(buffers, frame))
+        previous = buffers
+    return runs

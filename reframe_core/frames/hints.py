@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from reframe_core.errors import SettingsError
 
 Matrix4 = tuple[tuple[float, float, float, float], ...]
 
@@ -16,9 +17,9 @@ Matrix4 = tuple[tuple[float, float, float, float], ...]
 def _as_matrix4(value, name: str) -> Matrix4:
     array = np.asarray(value, dtype=np.float64)
     if array.shape != (4, 4):
-        raise ValueError(f"CameraHints.{name} must be a 4x4 matrix, got shape {array.shape}")
+        raise SettingsError(f"CameraHints.{name} must be a 4x4 matrix, got shape {array.shape}")
     if not np.all(np.isfinite(array)):
-        raise ValueError(f"CameraHints.{name} contains NaN or infinite values")
+        raise SettingsError(f"CameraHints.{name} contains NaN or infinite values")
     return tuple(tuple(float(v) for v in row) for row in array)
 
 
@@ -51,7 +52,7 @@ class CameraHints:
         if self.scene_depth is not None:
             depth = float(self.scene_depth)
             if not math.isfinite(depth) or depth <= 0:
-                raise ValueError(f"CameraHints.scene_depth must be a positive finite number, got {self.scene_depth}")
+                raise SettingsError(f"CameraHints.scene_depth must be a positive finite number, got {self.scene_depth}")
             object.__setattr__(self, "scene_depth", depth)
 
     @property

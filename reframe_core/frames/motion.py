@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from reframe_core.errors import SettingsError
 from reframe_core.frames.buffers import CameraData
 
 
@@ -22,13 +23,13 @@ def motion_from_depth(depth: np.ndarray, current: CameraData, other: CameraData,
     """
     depth = np.asarray(depth, dtype=np.float64)
     if depth.ndim != 2:
-        raise ValueError(f"depth must be (H, W), got shape {depth.shape}")
+        raise SettingsError(f"depth must be (H, W), got shape {depth.shape}")
     height, width = depth.shape
     if tuple(current.resolution) != (width, height):
-        raise ValueError(f"depth is {width}x{height} but the camera was captured at {current.resolution[0]}x{current.resolution[1]}")
+        raise SettingsError(f"depth is {width}x{height} but the camera was captured at {current.resolution[0]}x{current.resolution[1]}")
     projection = np.asarray(current.projection, dtype=np.float64)
     if abs(projection[3, 3]) > 1e-9:
-        raise ValueError("motion_from_depth supports perspective cameras only (this projection is orthographic)")
+        raise SettingsError("motion_from_depth supports perspective cameras only (this projection is orthographic)")
     far = background_depth if background_depth is not None else 0.5 * current.clip_end
 
     u = (np.arange(width) + 0.5)[None, :].repeat(height, 0)

@@ -8,13 +8,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from reframe_core.errors import SettingsError
 
 
 def _check(name: str, tensor: torch.Tensor, channels: int | None = None) -> None:
     if not isinstance(tensor, torch.Tensor) or tensor.ndim != 4:
-        raise ValueError(f"{name} must be a (B, C, H, W) tensor, got {getattr(tensor, 'shape', type(tensor))}")
+        raise SettingsError(f"{name} must be a (B, C, H, W) tensor, got {getattr(tensor, 'shape', type(tensor))}")
     if channels is not None and tensor.shape[1] != channels:
-        raise ValueError(f"{name} must have {channels} channels, got shape {tuple(tensor.shape)}")
+        raise SettingsError(f"{name} must have {channels} channels, got shape {tuple(tensor.shape)}")
 
 
 def sample_grid(motion: torch.Tensor) -> torch.Tensor:
@@ -35,7 +36,7 @@ def backward_warp(source: torch.Tensor, motion: torch.Tensor, mode: str = "bilin
     """
     _check("source", source)
     if source.shape[-2:] != motion.shape[-2:] or source.shape[0] != motion.shape[0]:
-        raise ValueError(f"source {tuple(source.shape)} and motion {tuple(motion.shape)} differ in batch or size")
+        raise SettingsError(f"source {tuple(source.shape)} and motion {tuple(motion.shape)} differ in batch or size")
     return F.grid_sample(source, sample_grid(motion.to(source.dtype)), mode=mode, padding_mode="border", align_corners=False)
 
 

@@ -7,6 +7,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from reframe_core.errors import SettingsError
 from reframe_core.networks import extranet, supersampling, unet, unetpp
 
 
@@ -27,5 +28,5 @@ NETWORKS: dict[str, NetworkEntry] = {
 
 def get_network(name: str) -> NetworkEntry:
     if name not in NETWORKS:
-        raise KeyError(f"unknown network {name!r}; known: {', '.join(NETWORKS)}")
+        raise SettingsError(f"unknown network {name!r}; known: {', '.join(NETWORKS)}")
     return NETWORKS[name]

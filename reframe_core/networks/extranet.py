@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from reframe_core.errors import SettingsError
 
 
 def hole_region(valid: torch.Tensor) -> torch.Tensor:
@@ -118,9 +119,9 @@ class ExtraNet(nn.Module):
                  residual: str = "full"):
         super().__init__()
         if inputs not in self.INPUTS:
-            raise ValueError(f"unknown ExtraNet inputs {inputs!r}: one of {', '.join(self.INPUTS)}")
+            raise SettingsError(f"unknown ExtraNet inputs {inputs!r}: one of {', '.join(self.INPUTS)}")
         if residual not in self.RESIDUALS:
-            raise ValueError(f"unknown ExtraNet residual {residual!r}: one of {', '.join(self.RESIDUALS)}")
+            raise SettingsError(f"unknown ExtraNet residual {residual!r}: one of {', '.join(self.RESIDUALS)}")
         self.n_channels, self.n_classes, self.skip, self.inputs = n_channels, n_classes, skip, inputs
         self.residual = residual
         # How the workload warps the history (Extrapolator and training read this): bicubic keeps shading

@@ -32,6 +32,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from reframe_core.errors import SettingsError
 
 GBUFFER_CHANNELS = 7  # albedo 3, normal 3, normalised depth 1
 
@@ -116,7 +117,7 @@ class SupersamplingNet(nn.Module):
     def __init__(self, width: int = 24, design: str = "v2"):
         super().__init__()
         if design not in self.DESIGNS:
-            raise ValueError(f"unknown supersampling design {design!r}: one of {', '.join(self.DESIGNS)}")
+            raise SettingsError(f"unknown supersampling design {design!r}: one of {', '.join(self.DESIGNS)}")
         self.design = design
         # How the previous output is warped to the current frame (Supersampler and training read this).
         self.history_warp = "bicubic" if design == "v2" else "bilinear"

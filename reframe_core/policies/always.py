@@ -1,6 +1,7 @@
 """``always``: refresh every frame -- the uncached baseline through the same code path."""
 from __future__ import annotations
 
+from reframe_core.errors import SettingsError
 from reframe_core.policies.base import FrameContext, RefreshPolicy
 
 
@@ -12,7 +13,7 @@ class AlwaysRefresh(RefreshPolicy):
     @classmethod
     def from_spec(cls, positional, options):
         if positional or options:
-            raise ValueError("'always' takes no arguments")
+            raise SettingsError("'always' takes no arguments")
         return cls()
 
     def check(self, ctx: FrameContext) -> str | None:

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 import torch
 
+from reframe_core.errors import ReframeError, SettingsError
 from reframe_core.frames.hints import CameraHints
 
 
-class PolicySpecError(ValueError):
+class PolicySpecError(SettingsError):
     """A policy spec string could not be parsed; the message lists the valid forms."""
 
 
@@ -75,7 +76,7 @@ class AnyOf(RefreshPolicy):
 
     def __init__(self, members: list[RefreshPolicy]):
         if len(members) < 2:
-            raise ValueError("AnyOf needs at least two member policies")
+            raise SettingsError("AnyOf needs at least two member policies")
         self.members = list(members)
 
     @classmethod
@@ -106,7 +107,7 @@ def fmt_number(value: float) -> str:
 
 def pick_input(inputs: tuple, index: int, who: str) -> torch.Tensor:
     if index >= len(inputs) or not isinstance(inputs[index], torch.Tensor):
-        raise ValueError(
+        raise SettingsError(
             f"{who}: input {index} is not a tensor (the model got {len(inputs)} inputs); "
             f"choose another with ',input=N'"
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from reframe_core.errors import SettingsError
 from reframe_core.policies.base import FrameContext, RefreshPolicy, fmt_number, pick_input
 
 
@@ -28,9 +29,9 @@ class DeltaInput(RefreshPolicy):
 
     def __init__(self, threshold: float, input_index: int = 0):
         if not threshold > 0:
-            raise ValueError(f"delta:T needs a threshold T > 0, got {threshold}")
+            raise SettingsError(f"delta:T needs a threshold T > 0, got {threshold}")
         if input_index < 0:
-            raise ValueError(f"delta input index must be >= 0, got {input_index}")
+            raise SettingsError(f"delta input index must be >= 0, got {input_index}")
         self.threshold = float(threshold)
         self.input_index = int(input_index)
         self._reference: torch.Tensor | None = None
@@ -39,7 +40,7 @@ class DeltaInput(RefreshPolicy):
     @classmethod
     def from_spec(cls, positional, options):
         if len(positional) != 1 or set(options) - {"input"}:
-            raise ValueError("delta takes one threshold and optionally input=I, e.g. delta:0.1 or delta:0.2,input=1")
+            raise SettingsError("delta takes one threshold and optionally input=I, e.g. delta:0.1 or delta:0.2,input=1")
         return cls(float(positional[0]), int(options.get("input", 0)))
 
     def check(self, ctx: FrameContext) -> str | None:

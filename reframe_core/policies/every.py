@@ -1,6 +1,7 @@
 """``every:N``: DeepCache's fixed schedule -- refresh when the frame index is a multiple of N."""
 from __future__ import annotations
 
+from reframe_core.errors import SettingsError
 from reframe_core.policies.base import FrameContext, RefreshPolicy
 
 
@@ -11,13 +12,13 @@ class EveryN(RefreshPolicy):
 
     def __init__(self, n: int):
         if int(n) != n or n < 1:
-            raise ValueError(f"every:N needs an integer N >= 1, got {n}")
+            raise SettingsError(f"every:N needs an integer N >= 1, got {n}")
         self.n = int(n)
 
     @classmethod
     def from_spec(cls, positional, options):
         if len(positional) != 1 or options:
-            raise ValueError("every takes exactly one integer, e.g. every:4")
+            raise SettingsError("every takes exactly one integer, e.g. every:4")
         return cls(int(positional[0]))
 
     def check(self, ctx: FrameContext) -> str | None:

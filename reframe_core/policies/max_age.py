@@ -1,6 +1,7 @@
 """``max-age:K``: never reuse a cache older than K frames (a safety net to compose with other policies)."""
 from __future__ import annotations
 
+from reframe_core.errors import SettingsError
 from reframe_core.policies.base import FrameContext, RefreshPolicy
 
 
@@ -11,13 +12,13 @@ class MaxAge(RefreshPolicy):
 
     def __init__(self, k: int):
         if int(k) != k or k < 1:
-            raise ValueError(f"max-age:K needs an integer K >= 1, got {k}")
+            raise SettingsError(f"max-age:K needs an integer K >= 1, got {k}")
         self.k = int(k)
 
     @classmethod
     def from_spec(cls, positional, options):
         if len(positional) != 1 or options:
-            raise ValueError("max-age takes exactly one integer, e.g. max-age:8")
+            raise SettingsError("max-age takes exactly one integer, e.g. max-age:8")
         return cls(int(positional[0]))
 
     def check(self, ctx: FrameContext) -> str | None:

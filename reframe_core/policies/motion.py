@@ -7,6 +7,7 @@ angle in degrees, and change of field of view in degrees. Object motion is invis
 """
 from __future__ import annotations
 
+from reframe_core.errors import SettingsError
 from reframe_core.frames.hints import CameraHints
 from reframe_core.policies.base import FrameContext, RefreshPolicy, fmt_number
 
@@ -21,14 +22,14 @@ class CameraMotion(RefreshPolicy):
     def __init__(self, trans: float = DEFAULTS["trans"], rot: float = DEFAULTS["rot"], fov: float = DEFAULTS["fov"]):
         for key, value in (("trans", trans), ("rot", rot), ("fov", fov)):
             if not value > 0:
-                raise ValueError(f"motion {key} limit must be > 0, got {value}")
+                raise SettingsError(f"motion {key} limit must be > 0, got {value}")
         self.trans, self.rot, self.fov = float(trans), float(rot), float(fov)
         self._reference: CameraHints | None = None
 
     @classmethod
     def from_spec(cls, positional, options):
         if positional or set(options) - set(DEFAULTS):
-            raise ValueError("motion takes only trans=, rot=, fov=, e.g. motion:trans=0.05,rot=2,fov=1")
+            raise SettingsError("motion takes only trans=, rot=, fov=, e.g. motion:trans=0.05,rot=2,fov=1")
         return cls(**{k: float(v) for k, v in options.items()})
 
     def check(self, ctx: FrameContext) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from reframe_core.errors import SettingsError
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -21,14 +22,14 @@ class Placement:
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+            raise SettingsError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"device {self.device!r} asked for, but this torch build sees no CUDA GPU "
+            raise SettingsError(f"device {self.device!r} asked for, but this torch build sees no CUDA GPU "
                              f"(torch {torch.__version__}); use --device cpu")
         try:
             torch.device(self.device)
         except RuntimeError:
-            raise ValueError(f"unknown device {self.device!r}: use cpu, cuda or cuda:N") from None
+            raise SettingsError(f"unknown device {self.device!r}: use cpu, cuda or cuda:N") from None
 
     @property
     def dtype(self) -> torch.dtype:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from reframe_core.networks import NETWORKS
+from reframe_core.errors import ReframeError
 
 FORMAT = "reframe-weights/1"
 SHIPPED = Path(__file__).resolve().parent
@@ -27,7 +28,7 @@ PUBLISHED = {"extranet": {"n_channels": 18, "n_classes": 3, "skip": True, "input
 PLAIN_FORMAT = "plain-state-dict"  # the ``format`` of the payload load_network returns for such a file
 
 
-class WeightsError(ValueError):
+class WeightsError(ReframeError, ValueError):
     """A weights file is missing, unreadable or for another architecture; the message names file and network."""
 
 

@@ -7,17 +7,20 @@ the network's tensors from :class:`FrameBuffers`; :func:`bicubic_upscale` is the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from reframe_core.errors import SettingsError
 from reframe_core.frames.buffers import FrameBuffers
 from reframe_core.caching.cache import network_of
 from reframe_core.networks.supersampling import upsample_unjittered
 from reframe_core.frames.hints import CameraHints
 from reframe_core.runtime.placement import Placement
 from reframe_core.frames.warp import backward_warp, to_image, to_tensor
+from reframe_core.workloads.base import StepResult, Workload
 
 
 def gbuffer(buffers: FrameBuffers) -> np.ndarray:
@@ -57,13 +60,6 @@ def ss_inputs(low: FrameBuffers, history: torch.Tensor | None, size: tuple[int, 
     return color, to_tensor(gbuffer(low)), jitter, history
 
 
-@dataclass
-class SupersampledFrame:
-    image: np.ndarray  # (H, W, 3) linear
-    refreshed: bool | None  # None without a cache
-    reason: str
-
-
 class Supersampler:
     """Runs the SS network over a sequence: warps the previous output by the frame's motion, resets the
     history on camera cuts, and asks the cache (if any) whether to refresh.
@@ -86,7 +82,7 @@ class Supersampler:
         if hasattr(self.model, "reset"):
             self.model.reset()
 
-    def step(self, low: FrameBuffers, hints: CameraHints | None = None) -> SupersampledFrame:
+    def step(self, low: FrameBuffers, hints: CameraHints | None = None) -> StepResult:
         if hints is not None and hints.cut:
             self._previous = None
         device = self.placement.device
@@ -104,4 +100,174 @@ class Supersampler:
                 out, refreshed, reason = self.model(*inputs), None, "uncached"
         out = out.float().clamp(min=0)
         self._previous = out
-        return SupersampledFrame(to_image(out), refreshed, reason)
+        return StepResult(to_image(out), True, refreshed, reason)
+
+
+def evaluate_supersampling(model, root: str, scale: float = 2.0) -> dict:
+    """Run ``model`` (a SupersamplingNet or a CachedModel of one) over a dataset; the network's display-resolution
+    output and the bicubic up-sampling of the same jittered low-res frame, both against the native scale-1 render:
+    FLIP (LDR), PSNR of the tonemapped images and temporal instability."""
+    from reframe_core.evaluation.metrics import flip, psnr, tonemap_ldr
+    from reframe_core.evaluation.quality import temporal_instability
+    from reframe_core.frames.dataset import Dataset
+
+    data = Dataset.open(root)
+    frames = data.frames(scale)
+    per_method = {"network": [], "bicubic": []}
+    truth_tm, motions = [], []
+    runner = None
+    previous = None
+    for frame in frames:
+        low, high = data.load(frame, scale), data.load(frame, 1.0)
+        size = high.color.shape[:2]
+        if runner is None:
+            runner = Supersampler(model, size)
+            runner.reset()
+        hints = low.hints(previous)
+        out = runner.step(low, hints).image
+        jitter = torch.from_numpy(np.asarray(low.jitter, np.float32))[None]
+        bicubic = to_image(bicubic_upscale(to_tensor(low.color), size, jitter))
+        truth_tm.append(tonemap_ldr(high.color))
+        motions.append(None if hints.cut else upscale_motion(to_tensor(low.motion_prev), size))
+        for name, image in (("network", out), ("bicubic", bicubic)):
+            per_method[name].append((flip(high.color, image).mean, psnr(tonemap_ldr(high.color), tonemap_ldr(image)), tonemap_ldr(image)))
+        previous = low
+    report = {"dataset": str(root), "frames": len(frames), "scale": scale}
+    for name, rows in per_method.items():
+        flips = [r[0] for r in rows]
+        report[name] = {"flip_mean": float(np.mean(flips)), "flip_p95": float(np.percentile(flips, 95)),
+                        "psnr_mean": float(np.mean([r[1] for r in rows])),
+                        "instability": temporal_instability([r[2] for r in rows], truth_tm, motions)}
+    report["flip_reduction_vs_bicubic"] = 1 - report["network"]["flip_mean"] / report["bicubic"]["flip_mean"]
+    return report
+
+
+# --- the workload unit ------------------------------------------------------------------------------------
+
+@dataclass
+class _TrainingFrame:
+    color: torch.Tensor  # (3, h, w)
+    gbuffer: torch.Tensor  # (7, h, w)
+    jitter: torch.Tensor  # (2,)
+    motion: torch.Tensor  # (2, H, W) display pixels
+    target: torch.Tensor  # (3, H, W)
+
+
+class SupersamplingWorkload(Workload):
+    """Temporal supersampling: each frame rendered at 1/scale with Halton jitter, brought to display size."""
+
+    name, arch, title, baseline_name = "ss", "ss", "supersampling", "bicubic"
+    paper_delta = 0.25  # FBSR's threshold in the reference code
+
+    def weights_name(self, scale: float) -> str:
+        return f"ss_x{scale:g}"
+
+    def shipped_scales(self) -> list[float]:
+        from reframe_core.weights import SHIPPED
+
+        return sorted(float(p.stem[len("ss_x"):]) for p in SHIPPED.glob("ss_x*.pt"))
+
+    def check_scale(self, scale: float) -> None:
+        if not 1.0 < scale <= 4.0:
+            raise SettingsError(f"supersampling scale {scale:g} is out of range: use 1.5, 2 or 3 (per axis)")
+
+    def input_scale(self, scale: float) -> float:
+        return scale
+
+    def runner(self, model, display_size, placement=None) -> "Supersampler":
+        return Supersampler(model, tuple(display_size), placement)
+
+    def example_inputs(self, model, display_size, frame: FrameBuffers | None = None, scale: float = 2.0) -> tuple:
+        if frame is None:
+            from reframe_core.networks import get_network
+
+            return get_network(self.arch).example_inputs(*display_size, scale=scale)
+        return ss_inputs(frame, None, tuple(display_size))
+
+    def baseline(self, frame: FrameBuffers, display_size) -> np.ndarray:
+        jitter = torch.from_numpy(np.asarray(frame.jitter, np.float32))[None]
+        return to_image(bicubic_upscale(to_tensor(frame.color), tuple(display_size), jitter))
+
+    def evaluate(self, model, root, scale: float = 2.0, **options) -> dict:
+        return evaluate_supersampling(model, root, scale)
+
+    def format_evaluation(self, reports: list[dict]) -> str:
+        lines = [f"{'dataset':<22} {'frames':>6} {'FLIP net':>9} {'FLIP bicubic':>12} {'reduction':>9} {'PSNR net':>9} "
+                 f"{'PSNR bic':>9} {'instab net':>10} {'instab bic':>10}"]
+        for r in reports:
+            n, b = r["network"], r["bicubic"]
+            lines.append(f"{Path(r['dataset']).name:<22} {r['frames']:>6} {n['flip_mean']:>9.4f} {b['flip_mean']:>12.4f} "
+                         f"{r['flip_reduction_vs_bicubic']:>9.1%} {n['psnr_mean']:>9.2f} {b['psnr_mean']:>9.2f} "
+                         f"{n['instability']:>10.4f} {b['instability']:>10.4f}")
+        return "\n".join(lines)
+
+    # Training: random crops of short sequences; the network's own previous output, warped by motion, is fed
+    # back as history (truncated back-propagation through the sequence), so training sees what inference sees.
+    def training_network(self, config):
+        from reframe_core.networks import get_network
+
+        arch_config = {"width": config.width, "design": config.design}
+        return arch_config, get_network(self.arch).build(**arch_config)
+
+    def training_sequences(self, roots, config) -> list[list[_TrainingFrame]]:
+        from reframe_core.frames.dataset import Dataset, runs_between_cuts
+
+        scale = config.scale
+        sequences: list[list[_TrainingFrame]] = []
+        for root in roots:
+            data = Dataset.open(root)
+            if scale not in data.scales or 1.0 not in data.scales:
+                raise SettingsError(f"{root} lacks scale {scale:g} or scale 1 (has {data.scales}); capture with --scales 1,{scale:g}")
+
+            def item(low, frame, data=data):
+                high = data.load(frame, 1.0)
+                return _TrainingFrame(to_tensor(low.color)[0], to_tensor(gbuffer(low))[0], torch.tensor(low.jitter),
+                                      upscale_motion(to_tensor(low.motion_prev), high.color.shape[:2])[0], to_tensor(high.color)[0])
+
+            sequences += runs_between_cuts(data, scale, item)
+        return sequences
+
+    def training_batch(self, sequences, config, generator) -> dict:
+        """Tensors shaped (T, B, C, H, W) for random sequence windows and crops."""
+        usable = [s for s in sequences if len(s) >= config.sequence]
+        if not usable:
+            raise SettingsError(f"no run of {config.sequence} frames without a camera cut in the data; capture longer sequences")
+        crop = config.crop
+        low_crop = int(round(crop / config.scale))
+        batch = {k: [] for k in ("color", "gbuffer", "jitter", "motion", "target")}
+        for _ in range(config.batch):
+            seq = usable[int(torch.randint(len(usable), (1,), generator=generator))]
+            start = int(torch.randint(len(seq) - config.sequence + 1, (1,), generator=generator))
+            height, width = seq[0].target.shape[-2:]
+            lx = int(torch.randint(int(width / config.scale) - low_crop + 1, (1,), generator=generator))
+            ly = int(torch.randint(int(height / config.scale) - low_crop + 1, (1,), generator=generator))
+            hx, hy = int(round(lx * config.scale)), int(round(ly * config.scale))
+            window = seq[start:start + config.sequence]
+            batch["color"].append(torch.stack([f.color[:, ly:ly + low_crop, lx:lx + low_crop] for f in window]))
+            batch["gbuffer"].append(torch.stack([f.gbuffer[:, ly:ly + low_crop, lx:lx + low_crop] for f in window]))
+            batch["jitter"].append(torch.stack([f.jitter for f in window]))
+            batch["motion"].append(torch.stack([f.motion[:, hy:hy + crop, hx:hx + crop] for f in window]))
+            batch["target"].append(torch.stack([f.target[:, hy:hy + crop, hx:hx + crop] for f in window]))
+        return {k: torch.stack(v, dim=1) for k, v in batch.items()}
+
+    def training_loss(self, model, batch, device, kind: str = "log1p") -> torch.Tensor:
+        """:func:`reframe_core.training.image_loss` over every frame of the unrolled sequence."""
+        from reframe_core.training import image_loss
+
+        frames = batch["color"].shape[0]
+        size = batch["target"].shape[-2:]
+        previous = None
+        loss = 0.0
+        warp_mode = history_warp_mode(model)
+        for t in range(frames):
+            color = batch["color"][t].to(device)
+            jitter = batch["jitter"][t].to(device)
+            history = (bicubic_upscale(color, size, jitter) if previous is None
+                       else backward_warp(previous, batch["motion"][t].to(device), mode=warp_mode))
+            out = model(color, batch["gbuffer"][t].to(device), jitter, history)
+            loss = loss + image_loss(out, batch["target"][t].to(device), kind)
+            previous = out
+        return loss / frames
+
+    def card_fields(self, config) -> dict:
+        return {"scale": config.scale, "design": config.design}

@@ -1,0 +1,110 @@
+"""What a workload is: the one unit every front end (render, bench, eval, train, demo) calls.
+
+A workload knows its network, its shipped weights per scale (and checks the model card against the scale
+asked for), how to build the network's inputs from :class:`~reframe_core.frames.buffers.FrameBuffers`, its
+runner (``reset()``, ``step(buffers, hints) -> StepResult``), its baseline, and the hooks evaluation and
+training need. Nothing outside ``reframe_core/workloads/`` branches on a workload's name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from reframe_core.errors import SettingsError
+
+
+@dataclass
+class StepResult:
+    """What a runner shows for one frame."""
+
+    image: np.ndarray  # (H, W, 3) linear colour at display resolution
+    network_ran: bool  # False where the frame was shown as rendered (FE's full frames)
+    refreshed: bool | None  # the cache's decision; None when uncached or the network did not run
+    reason: str
+
+
+class Workload:
+    """Base of the SS and FE workloads (see the module docstring); subclasses fill in every method."""
+
+    name: str  # the CLI name: "ss", "fe"
+    arch: str  # the network's name in reframe_core.networks.NETWORKS
+    title: str
+    baseline_name: str  # what the network must beat: "bicubic", "reprojection"
+    paper_delta: float  # the paper reference code's delta threshold for this kind of network
+    scales: tuple[float, ...] = (1.0,)  # display / input size ratios the workload runs at
+
+    # --- weights --------------------------------------------------------------------------------------
+    def weights_name(self, scale: float) -> str:
+        raise NotImplementedError
+
+    def load(self, weights: str | Path | None = None, scale: float = 2.0):
+        """(model in eval mode, payload): ``weights`` or the shipped file for ``scale``; the file's model card
+        must be for this workload and scale."""
+        from reframe_core.weights import WeightsError, load_network, shipped
+
+        self.check_scale(scale)
+        path = Path(weights) if weights else shipped(self.weights_name(scale))
+        if not weights and not path.is_file():
+            raise WeightsError(f"no shipped {self.title} weights for scale {scale:g} ({path.name}); shipped: "
+                               f"{', '.join(f'{v:g}' for v in self.shipped_scales()) or 'none'}. Train some with 'reframe-blender train "
+                               f"--workload {self.name} --scale {scale:g}' and pass them with --weights")
+        model, payload = load_network(path, expected_arch=self.arch)
+        card = payload.get("card") or {}
+        if card.get("scale") is not None and float(card["scale"]) != float(self.card_scale(scale)):
+            raise WeightsError(f"{path} was trained for scale {float(card['scale']):g}, not {scale:g}: pass weights "
+                               f"trained with --scale {scale:g}, or run at --scale {float(card['scale']):g}")
+        return model, payload
+
+    def card_scale(self, scale: float) -> float:
+        return scale
+
+    def shipped_scales(self) -> list[float]:
+        """Scales with shipped weights."""
+        raise NotImplementedError
+
+    def check_scale(self, scale: float) -> None:
+        if scale <= 0:
+            raise SettingsError(f"scale must be positive, got {scale:g}")
+
+    def input_scale(self, scale: float) -> float:
+        """The scale of the frames this workload reads (SS: the low-res frames; FE: full resolution)."""
+        return 1.0
+
+    # --- running --------------------------------------------------------------------------------------
+    def runner(self, model, display_size: tuple[int, int], placement=None):
+        raise NotImplementedError
+
+    def example_inputs(self, model, display_size: tuple[int, int], frame=None, scale: float = 2.0) -> tuple:
+        """Network inputs for ``display_size`` (from ``frame``'s buffers when given, else random ones of the
+        right shapes; ``scale``: SS's display / rendered size), for tracing the cut."""
+        raise NotImplementedError
+
+    def baseline(self, frame, display_size: tuple[int, int]) -> np.ndarray:
+        """What is shown without the network (and where its output is unusable): (H, W, 3) linear."""
+        raise NotImplementedError
+
+    # --- evaluation and training hooks ----------------------------------------------------------------
+    def evaluate(self, model, root: str | Path, scale: float = 2.0, **options) -> dict:
+        raise NotImplementedError
+
+    def format_evaluation(self, reports: list[dict]) -> str:
+        raise NotImplementedError
+
+    def training_network(self, config) -> tuple[dict, object]:
+        """(constructor config, freshly built network) for ``config`` (a TrainConfig)."""
+        raise NotImplementedError
+
+    def training_sequences(self, roots: list[str], config) -> list[list]:
+        raise NotImplementedError
+
+    def training_batch(self, sequences, config, generator) -> dict:
+        raise NotImplementedError
+
+    def training_loss(self, model, batch, device, kind: str):
+        raise NotImplementedError
+
+    def card_fields(self, config) -> dict:
+        """What the model card records of this workload's settings."""
+        raise NotImplementedError
