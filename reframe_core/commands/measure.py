@@ -1,67 +1,68 @@
-"""Subcommands that need Blender: scenes list/build, dataset. bpy is imported only when they run."""
+"""Measuring: quality against native renders (eval), speed vs quality of caching (bench), a network's cut points
+(cuts) and pass times (bench-cache), EEVEE render vs capture cost (bench-capture)."""
 from __future__ import annotations
 
 import argparse
-import time
+import json
 from pathlib import Path
 
 from reframe_core.errors import MissingInputError, SettingsError
 from scenes import SCENES, get_scene
 
 
-def _list(args) -> int:
-    width = max(map(len, SCENES))
-    for name, entry in SCENES.items():
-        print(f"{name:<{width}}  {entry.covers:<52} {entry.summary}")
+def _cuts(args) -> int:
+    from reframe_core.caching.cuts import GraphAnalysis
+    from reframe_core.networks import get_network
+
+    entry = get_network(args.model)
+    model = entry.build().eval()
+    analysis = GraphAnalysis.of(model, entry.example_inputs(args.size, args.size))
+    candidates = analysis.candidates()
+    chosen = analysis.resolve("auto").name
+    if args.json:
+        print(json.dumps({"model": args.model, "size": args.size, "auto": chosen,
+                          "candidates": [c.describe() for c in candidates]}, indent=2))
+        return 0
+    print(f"{args.model} at {args.size}x{args.size}: {analysis.total_flops / 1e9:.2f} GFLOPs per full pass; auto picks {chosen}")
+    print(f"{'cut':<18} {'hit FLOPs':>9} {'removed':>8} {'valid':>5}  cached tensors")
+    for c in candidates:
+        shapes = ", ".join(f"{n} {'x'.join(map(str, s)) if s else ''}" for n, s in zip(c.cached_labels, c.cached_shapes))
+        mark = "*" if c.name == chosen else " "
+        print(f"{mark}{c.name:<17} {c.hit_share:>9.1%} {c.removed_share:>8.1%} {'yes' if c.valid else 'no':>5}  {shapes}"
+              + (f"  ({c.note})" if not c.valid else ""))
     return 0
 
 
-def _build(args) -> int:
-    import bpy
+def _bench_cache(args) -> int:
+    from reframe_core.evaluation.speed import format_report, measure_cache_speed
 
-    from blender_addon.capture import CaptureError
-
-    entry = get_scene(args.name)
-    out = Path(args.out)
-    if out.suffix != ".blend":
-        raise CaptureError(f"--out must end in .blend, got {out}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    scene = entry.build(args.seed)
-    bpy.ops.wm.save_as_mainfile(filepath=str(out.resolve()), compress=False)
-    print(f"wrote {out}: scene {args.name} (seed {args.seed}), frames {scene.frame_start}-{scene.frame_end}, "
-          f"{len(bpy.data.objects)} objects, camera {scene.camera.name}")
+    report = measure_cache_speed(args.model, args.size, repeats=args.repeats, device=args.device,
+                                 precision=args.precision, channels_last=args.channels_last, compile_model=args.compile)
+    print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2))
     return 0
 
 
-def _dataset(args) -> int:
-    from blender_addon.capture import CaptureError, parse_frames
-    from blender_addon.dataset_writer import DatasetSpec, write_dataset
+def _evaluate(args) -> int:
+    from reframe_core.workloads import get_workload
 
-    try:
-        scales = tuple(float(s) for s in args.scales.split(","))
-        resolution = tuple(int(v) for v in args.resolution.lower().split("x")) if "x" in args.resolution.lower() \
-            else (int(args.resolution),) * 2
-    except ValueError:
-        raise CaptureError(f"bad --scales {args.scales!r} or --resolution {args.resolution!r}: use e.g. --scales 1,2 --resolution 256 or 320x180") from None
-    if any(s <= 0 for s in scales):
-        raise CaptureError(f"--scales must be positive numbers, got {args.scales}")
-    is_file = args.scene.endswith(".blend") or "/" in args.scene
-    if not is_file:
-        get_scene(args.scene)  # unknown names fail here, before any work
-    if args.frames is None:
-        if is_file:
-            raise CaptureError("--frames is required for a .blend file (e.g. --frames 1-24)")
-        first, last = get_scene(args.scene).frames
-        frames = range(first, last + 1)
-    else:
-        frames = parse_frames(args.frames)
-    spec = DatasetSpec(scene=args.scene, frames=frames, scales=scales, resolution=resolution,
-                       samples=args.samples, jitter=not args.no_jitter, seed=args.seed, cheap=args.cheap)
-    start = time.perf_counter()
-    metadata = write_dataset(spec, args.out, show_progress=not args.quiet)
-    count = sum(len(v) for v in metadata["frames"].values())
-    print(f"dataset {args.out}: {count} frame files ({len(frames)} frames x {len(scales)} scales) "
-          f"in {time.perf_counter() - start:.1f} s")
+    workload = get_workload(args.workload, k=args.k)
+    model, payload = workload.load(args.weights, args.scale)
+    if args.policy:
+        from reframe_core.caching.cache import cache_model
+
+        model = cache_model(model, workload.example_inputs(model, (64, 64), scale=args.scale), cut="auto", policy=args.policy)
+    roots = args.data.split(",")
+    cheap = args.cheap_data.split(",") if args.cheap_data else [None] * len(roots)
+    if len(cheap) != len(roots):
+        raise SettingsError(f"--cheap-data names {len(cheap)} datasets for {len(roots)} in --data: give one per --data "
+                            "dataset, in the same order")
+    reports = [workload.evaluate(model, root, args.scale, cheap_root=c) for root, c in zip(roots, cheap)]
+    print(workload.format_evaluation(reports))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"workload": args.workload, "weights": str(args.weights or workload.weights_name(args.scale)),
+                                               "policy": args.policy, "card": payload.get("card"), "reports": reports}, indent=2))
     return 0
 
 
@@ -86,47 +87,6 @@ def _bench_capture(args) -> int:
               f"{max(t.overhead for t in timings):.2%}), n={len(timings)}")
     ratio = statistics.median(t.render_s for t in results["cheap G-buffer"]) / statistics.median(t.render_s for t in results["full"])
     print(f"cheap G-buffer pass / full frame: {ratio:.0%}")
-    return 0
-
-
-def _demo_synthetic(args) -> int:
-    from reframe_core.evaluation.synthetic_demo import DEFAULT_POLICIES, format_table, run_demo
-
-    policies = args.policies.split(";") if args.policies else DEFAULT_POLICIES
-    from reframe_core.policies import parse_policy
-
-    for spec in policies:
-        parse_policy(spec)  # fail before any work on a bad spec
-    rows, settings = run_demo(policies, frames=int(args.frames or 32), size=args.size or 256, seed=args.seed)
-    print(f"ReFrame demo: {settings['network']}, {settings['frames']} frames at {settings['size']}x{settings['size']}, "
-          f"camera cut at frame {settings['frames'] // 2 + 1}; cut {settings['cut']} caches {', '.join(settings['cached'])}; "
-          f"uncached {settings['uncached_ms_per_frame']:.1f} ms/frame, {settings['threads']} threads, torch {settings['torch']}")
-    print("speedup: uncached time / cached time over the sequence; PSNR and FLIP: cached output vs uncached output\n")
-    print(format_table(rows))
-    return 0
-
-
-def _demo(args) -> int:
-    if args.synthetic:
-        return _demo_synthetic(args)
-    from reframe_core.policies import parse_policy
-
-    from blender_addon.capture import parse_frames
-    from blender_addon.render_demo import DEFAULT_POLICIES, format_report, run_render_demo
-
-    policies = args.policies.split(";") if args.policies else DEFAULT_POLICIES
-    for spec in policies:
-        parse_policy(spec)  # fail before any rendering on a bad spec
-    frames = parse_frames(args.frames or "1-12")
-    report = run_render_demo(args.scene, frames, args.size or 256, policies, args.out, args.samples)
-    print(f"ReFrame demo render: {report['scene']} frames {report['frames'][0]}-{report['frames'][1]}, EEVEE at "
-          f"{report['low_resolution']}x{report['low_resolution']} (jittered) -> SS 2x -> {report['resolution']}x{report['resolution']}; "
-          f"cut {report['cut']['name']} removes {report['cut']['flops_removed_share']:.0%} of a frame's FLOPs on a hit; "
-          f"{report['threads']} threads, torch {report['torch']}")
-    print(f"speedup: uncached / cached network time per frame, interleaved, medians of {report['repeats']} passes "
-          "(see the bench in README; EEVEE's render time is not in it)\n")
-    print(format_report(report))
-    print(f"\nwrote {args.out}/report.json and PNG strips ({report['strips']})")
     return 0
 
 
@@ -241,42 +201,38 @@ def _bench(args) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    demo = subparsers.add_parser("demo", help="the demo render: EEVEE at half resolution + cached SS vs native")
-    demo.add_argument("--scene", default="slow_pan", choices=sorted(SCENES))
-    demo.add_argument("--frames", help="A-B (default 1-12)")
-    demo.add_argument("--size", type=int, help="display resolution (square), default 256")
-    demo.add_argument("--samples", type=int, default=16)
-    demo.add_argument("--policies", help="policy specs separated by ';'")
-    demo.add_argument("--out", default="out/demo")
-    demo.add_argument("--synthetic", action="store_true",
-                      help="no Blender: the reference U-Net on a synthetic pan (cached vs uncached only)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.set_defaults(run=_demo)
+    from reframe_core.networks import NETWORKS
+    from reframe_core.workloads import WORKLOADS
 
-    scenes = subparsers.add_parser("scenes", help="the procedural scene library")
-    sub = scenes.add_subparsers(dest="scenes_command", required=True, metavar="ACTION")
-    listing = sub.add_parser("list", help="list scenes and what each covers")
-    listing.set_defaults(run=_list)
-    build = sub.add_parser("build", help="build a scene and save it as a .blend")
-    build.add_argument("name", choices=sorted(SCENES))
-    build.add_argument("--out", required=True, help="FILE.blend to write")
-    build.add_argument("--seed", type=int, default=0)
-    build.set_defaults(run=_build)
+    cuts = subparsers.add_parser("cuts", help="list a network's candidate cut points with the FLOPs a hit keeps")
+    cuts.add_argument("--model", choices=sorted(NETWORKS), default="unet")
+    cuts.add_argument("--size", type=int, default=256, help="square input size used to count FLOPs")
+    cuts.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    cuts.set_defaults(run=_cuts)
 
-    dataset = subparsers.add_parser("dataset", help="render frame buffers (EXR) + metadata of a scene at several scales")
-    dataset.add_argument("--scene", required=True, help="a scene name (reframe-blender scenes list) or FILE.blend")
-    dataset.add_argument("--frames", help="A-B (default: the scene's range)")
-    dataset.add_argument("--scales", default="1", help="comma-separated divisors of the resolution, e.g. 1,2")
-    dataset.add_argument("--resolution", default="256", help="scale-1 size: N (square) or WxH")
-    dataset.add_argument("--samples", type=int, default=16, help="EEVEE render samples")
-    dataset.add_argument("--no-jitter", action="store_true", help="no Halton sub-pixel jitter on scales > 1")
-    dataset.add_argument("--seed", type=int, default=0)
-    dataset.add_argument("--cheap", action="store_true",
-                         help="render FE's cheap G-buffer pass (1 sample, shadows and raytracing off): "
-                              "eval --workload fe --cheap-data DIR takes the extrapolated frames' buffers from it")
-    dataset.add_argument("--out", required=True, help="output folder (resumable)")
-    dataset.add_argument("--quiet", action="store_true", help="no progress bar")
-    dataset.set_defaults(run=_dataset)
+    bench = subparsers.add_parser("bench-cache", help="median full vs hit pass time and policy overhead")
+    bench.add_argument("--model", choices=sorted(NETWORKS), default="unet")
+    bench.add_argument("--size", default="256", help="display size: N (square) or WIDTHxHEIGHT, e.g. 1920x1080 "
+                                                     "(the SS network's input is this divided by its scale)")
+    bench.add_argument("--repeats", type=int, default=30)
+    bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    bench.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
+    bench.add_argument("--channels-last", action="store_true", help="run the network in channels-last memory layout")
+    bench.add_argument("--compile", action="store_true", help="torch.compile the refresh and hit passes")
+    bench.add_argument("--json", help="also write the report as JSON to this file")
+    bench.set_defaults(run=_bench_cache)
+
+    evaluate = subparsers.add_parser("eval", help="quality vs the native render on held-out datasets")
+    evaluate.add_argument("--workload", choices=sorted(WORKLOADS), default="ss")
+    evaluate.add_argument("--k", type=int, default=2, help="FE: render every k-th frame in full")
+    evaluate.add_argument("--data", required=True, help="dataset folders, comma-separated")
+    evaluate.add_argument("--cheap-data", help="FE: cheap-pass datasets (dataset --cheap) of the same frames, one per --data "
+                                               "folder: extrapolated frames take their G-buffers and motion from them")
+    evaluate.add_argument("--weights", help="weights file (default: the shipped one for --scale)")
+    evaluate.add_argument("--scale", type=float, default=2.0)
+    evaluate.add_argument("--policy", help="run through the cache with this policy (default: uncached)")
+    evaluate.add_argument("--json", help="also write the figures as JSON")
+    evaluate.set_defaults(run=_evaluate)
 
     bench = subparsers.add_parser("bench", help="speed vs quality of caching per workload, scene and policy (JSON, plot)")
     bench.add_argument("--workload", default="ss", help="ss, fe or ss,fe")

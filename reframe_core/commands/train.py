@@ -1,0 +1,54 @@
+"""Training a workload's network on captured datasets."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _train(args) -> int:
+    from reframe_core.training import TrainConfig, train
+
+    config = TrainConfig(workload=args.workload, data=args.data.split(","), out=args.out, steps=args.steps,
+                         batch=args.batch, sequence=args.sequence, crop=args.crop, lr=args.lr, seed=args.seed,
+                         scale=args.scale, held_out=args.held_out.split(",") if args.held_out else [],
+                         stop_after=args.stop_after, loss=args.loss, design=args.design,
+                         width=args.width, fe_inputs=args.fe_inputs, fe_residual=args.fe_residual)
+    card = train(config, show_progress=not args.quiet)
+    if "stopped_at" in card:
+        print(f"stopped at step {card['stopped_at']} of {card['steps']} (checkpoint {Path(args.out).with_suffix('.ckpt')}); "
+              "run the same command again to continue")
+        return 0
+    print(f"wrote {args.out}: {card['steps']} steps on {card['train_frames']} frames of {', '.join(card['train_data'])}, "
+          f"final loss {card['final_loss_ema']:.4f}, {card['seconds_this_run']:.0f} s this run on {card['device']}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from reframe_core.workloads import WORKLOADS
+
+    train = subparsers.add_parser("train", help="train a workload's network on captured datasets (resumable)")
+    train.add_argument("--workload", choices=sorted(WORKLOADS), required=True)
+    train.add_argument("--data", required=True, help="dataset folders, comma-separated")
+    train.add_argument("--out", required=True, help="weights file to write (OUT.ckpt / OUT.log.jsonl beside it)")
+    train.add_argument("--steps", type=int, default=3000)
+    train.add_argument("--batch", type=int, default=4)
+    train.add_argument("--sequence", type=int, default=4, help="frames unrolled per sample (temporal feedback)")
+    train.add_argument("--crop", type=int, default=96, help="display-resolution crop side")
+    train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--scale", type=float, default=2.0)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--held-out", default="", help="names of held-out datasets, recorded in the model card")
+    train.add_argument("--design", choices=["v1", "v2", "split"], default="v2",
+                       help="SS network design: v1; v2 (v1 with a resolve that blends history, clamped history, bicubic, "
+                            "bilinear and nearest-sample candidates); split (the slow half of the joint layer cached, thinner hit path)")
+    train.add_argument("--width", type=int, default=24,
+                       help="SS: channels of the slow (cached) branch's first level; the split design's hit path does not grow with it")
+    train.add_argument("--fe-inputs", choices=["shading", "color"], default="shading",
+                       help="FE: warp and predict shading (colour / albedo, re-multiplied by the current albedo) or plain colour")
+    train.add_argument("--fe-residual", choices=["full", "holes"], default="holes",
+                       help="FE: add the network's residual everywhere, or only where the history is invalid (disoccluded, entering the frame)")
+    train.add_argument("--loss", choices=["log1p", "tonemap", "tonemap-grad"], default="log1p",
+                       help="L1 of log(1 + colour); L1 after the display tonemap FLIP is computed in; the same plus L1 of its pixel differences")
+    train.add_argument("--stop-after", type=int, help="run at most this many steps now, then checkpoint and stop")
+    train.add_argument("--quiet", action="store_true")
+    train.set_defaults(run=_train)
