@@ -252,3 +252,15 @@ def parse_frames(text: str) -> range:
     if stop < start:
         raise CaptureError(f"bad frame range {text!r}: the last frame comes before the first")
     return range(start, stop + 1)
+
+
+def save_scene(entry, seed: int, out: Path) -> str:
+    """Build a library scene (``scenes.get_scene(name)``) and save it as a .blend; returns a one-line summary."""
+    out = Path(out)
+    if out.suffix != ".blend":
+        raise CaptureError(f"--out must end in .blend, got {out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scene = entry.build(seed)
+    bpy.ops.wm.save_as_mainfile(filepath=str(out.resolve()), compress=False)
+    return (f"wrote {out}: scene {entry.name} (seed {seed}), frames {scene.frame_start}-{scene.frame_end}, "
+            f"{len(bpy.data.objects)} objects, camera {scene.camera.name}")

@@ -16,19 +16,9 @@ def _list(args) -> int:
 
 
 def _build(args) -> int:
-    import bpy
+    from blender_addon.capture import save_scene
 
-    from blender_addon.capture import CaptureError
-
-    entry = get_scene(args.name)
-    out = Path(args.out)
-    if out.suffix != ".blend":
-        raise CaptureError(f"--out must end in .blend, got {out}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    scene = entry.build(args.seed)
-    bpy.ops.wm.save_as_mainfile(filepath=str(out.resolve()), compress=False)
-    print(f"wrote {out}: scene {args.name} (seed {args.seed}), frames {scene.frame_start}-{scene.frame_end}, "
-          f"{len(bpy.data.objects)} objects, camera {scene.camera.name}")
+    print(save_scene(get_scene(args.name), args.seed, Path(args.out)))
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 from pathlib import Path
 
@@ -104,11 +105,9 @@ def _ensure_dataset(scene: str, root: Path, frames: range | None, scales: tuple[
     if "/" in scene:  # a dataset folder named directly: nothing to capture it from
         raise MissingInputError(f"{root} is not a complete dataset for scales {', '.join(f'{s:g}' for s in scales)}; "
                                 f"capture it with reframe-blender dataset --scales {','.join(f'{s:g}' for s in scales)} --out {root}")
-    try:
-        import bpy  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("bpy") is None:
         raise MissingInputError(f"no captured frames of {scene} in {root}, and Blender's bpy module is not installed to "
-                                "capture them: pip install 'reframe-blender[bpy]', or run inside Blender") from None
+                                "capture them: pip install 'reframe-blender[bpy]', or run inside Blender")
     from blender_addon.dataset_writer import DatasetSpec, write_dataset
 
     if frames is None:
