@@ -1,5 +1,6 @@
 import os
 import shutil
+import subprocess
 
 import pytest
 import torch
@@ -43,3 +44,16 @@ def tiny_dataset(tmp_path_factory):
     assert main(["dataset", "--scene", "slow_pan", "--frames", "3-8", "--scales", "1,2", "--resolution", "48",
                  "--samples", "1", "--quiet", "--out", str(out)]) == 0
     return out
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real, nearly full disk: a 64 KiB tmpfs (mounting needs root, as CI and the dev machines run)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (not root)")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)])

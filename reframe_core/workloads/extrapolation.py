@@ -174,12 +174,9 @@ class Extrapolator:
             inputs = self.placement.inputs(fe_inputs(history, masks, motion, self._history[-1].motion_next,
                                                      feature_tensor(frame).to(device)))
             call_hints = hints
-            if self._cut_pending:
+            if self._cut_pending:  # set only by a cut, so hints exist here
                 self._cut_pending = False
-                if hints is not None:
-                    call_hints = replace(hints, cut=True)
-                elif hasattr(self.model, "reset"):
-                    self.model.reset()
+                call_hints = replace(hints, cut=True)
             with torch.inference_mode():
                 if hasattr(self.model, "plan"):
                     signal = self.model(*inputs, hints=call_hints)
