@@ -81,12 +81,18 @@ def open_blend(path: str | os.PathLike) -> bpy.types.Scene:
     return bpy.context.scene
 
 
-def check_scene(scene: bpy.types.Scene, frames: range) -> None:
-    """Fail early, with one clear message, on what would make the capture fail or lie."""
+def check_scene(scene: bpy.types.Scene, frames: range, for_capture: bool = True) -> None:
+    """Fail early, with one clear message, on what would make the capture fail or lie (``for_capture`` False:
+    only what a plain render needs, frames inside the scene and a camera)."""
+    if len(frames) == 0 or frames.start < scene.frame_start or frames.stop - 1 > scene.frame_end:
+        raise CaptureError(f"frames {frames.start}-{frames.stop - 1} are outside scene {scene.name!r}'s range "
+                           f"{scene.frame_start}-{scene.frame_end}; pick frames inside it")
     cameras = [m.camera for m in scene.timeline_markers if m.camera is not None]
     if scene.camera is None and not cameras:
         raise CaptureError(f"scene {scene.name!r} has no camera: add one and make it active (Scene properties > Camera), "
                            "or bind cameras to timeline markers")
+    if not for_capture:
+        return
     for camera in filter(None, [scene.camera, *cameras]):
         if camera.type != "CAMERA":
             raise CaptureError(f"scene {scene.name!r}: the active camera {camera.name!r} is a {camera.type.lower()}, not a camera")
@@ -98,9 +104,6 @@ def check_scene(scene: bpy.types.Scene, frames: range) -> None:
                                "replace it with built-in shader nodes")
     if scene.render.engine not in ("BLENDER_EEVEE", "BLENDER_EEVEE_NEXT", "CYCLES", "BLENDER_WORKBENCH"):
         raise CaptureError(f"scene {scene.name!r} uses the render engine {scene.render.engine!r}; switch it to EEVEE")
-    if frames.start < scene.frame_start or frames.stop - 1 > scene.frame_end or len(frames) == 0:
-        raise CaptureError(f"frames {frames.start}-{frames.stop - 1} are outside scene {scene.name!r}'s range "
-                           f"{scene.frame_start}-{scene.frame_end}; pick frames inside it")
 
 
 # --- settings ---------------------------------------------------------------------------------------------
@@ -200,6 +203,33 @@ def _render(scene: bpy.types.Scene, frame: int, settings: CaptureSettings, width
         camera.data.shift_x, camera.data.shift_y = base_shift
 
 
+def scratch_file() -> Path:
+    """An empty temporary EXR path in memory-backed storage; the caller removes it."""
+    fd, scratch = tempfile.mkstemp(prefix="reframe-capture-", suffix=".exr", dir=_scratch_dir())
+    os.close(fd)
+    return Path(scratch)
+
+
+def render_buffers(scene: bpy.types.Scene, frame: int, settings: CaptureSettings, scratch: Path,
+                   previous: CameraData | None = None) -> tuple[FrameBuffers, CaptureTimings]:
+    """Render ``frame`` under the settings already applied by :func:`capture_settings` and read it back.
+
+    ``previous``: the camera of frame - 1 when it was just rendered (saves one frame change where motion is
+    rebuilt from depth: Blender 3.x)."""
+    width, height = scene.render.resolution_x, scene.render.resolution_y  # as applied
+    cam, jitter, render_s = _render(scene, frame, settings, width, height)
+    start = time.perf_counter()
+    bpy.data.images["Render Result"].save_render(str(scratch))
+    saved = time.perf_counter()
+    following = None
+    if motion_needs_rebuilding(bpy.app.version):
+        if previous is None or previous.frame != frame - 1:
+            previous = _camera_at(scene, frame - 1, width, height)
+        following = _camera_at(scene, frame + 1, width, height)
+    buffers = read_blender_exr(scratch, cam, jitter=jitter, previous_camera=previous, next_camera=following)
+    return buffers, CaptureTimings(render_s, saved - start, time.perf_counter() - saved)
+
+
 def capture(scene: bpy.types.Scene, frames: range, settings: CaptureSettings = CaptureSettings(),
             progress=None, warmup: bool = True) -> Iterator[tuple[FrameBuffers, CaptureTimings]]:
     """Render ``frames`` of ``scene`` and yield (FrameBuffers, timings) per frame, in order.
@@ -213,45 +243,21 @@ def capture(scene: bpy.types.Scene, frames: range, settings: CaptureSettings = C
     camera motion is there and moving objects get the camera's motion only; across a camera cut it is 0.
     """
     check_scene(scene, frames)
-    width, height = settings.size_for(scene)
-    rebuild = motion_needs_rebuilding(bpy.app.version)
-    fd, scratch = tempfile.mkstemp(prefix="reframe-capture-", suffix=".exr", dir=_scratch_dir())
-    os.close(fd)
+    scratch = scratch_file()
     try:
         with capture_settings(scene, settings):
+            width, height = scene.render.resolution_x, scene.render.resolution_y  # as applied
             previous = None  # the camera of the frame before, for motion rebuilt from depth
             if warmup:
                 previous = _render(scene, max(scene.frame_start, frames.start - 1), settings, width, height)[0]
             for frame in frames:
                 if progress is not None:
                     progress(frame)
-                cam, jitter, render_s = _render(scene, frame, settings, width, height)
-                start = time.perf_counter()
-                bpy.data.images["Render Result"].save_render(scratch)
-                saved = time.perf_counter()
-                following = None
-                if rebuild:
-                    if previous is None or previous.frame != frame - 1:
-                        previous = _camera_at(scene, frame - 1, width, height)
-                    following = _camera_at(scene, frame + 1, width, height)
-                buffers = read_blender_exr(scratch, cam, jitter=jitter, previous_camera=previous, next_camera=following)
-                done = time.perf_counter()
-                previous = cam
-                yield buffers, CaptureTimings(render_s, saved - start, done - saved)
+                buffers, timings = render_buffers(scene, frame, settings, scratch, previous)
+                previous = buffers.camera
+                yield buffers, timings
     finally:
-        Path(scratch).unlink(missing_ok=True)
-
-
-def parse_frames(text: str) -> range:
-    """'A-B' or 'A' -> range(A, B + 1)."""
-    try:
-        first, _, last = text.partition("-")
-        start, stop = int(first), int(last or first)
-    except ValueError:
-        raise CaptureError(f"bad frame range {text!r}: use A-B, e.g. 1-24") from None
-    if stop < start:
-        raise CaptureError(f"bad frame range {text!r}: the last frame comes before the first")
-    return range(start, stop + 1)
+        scratch.unlink(missing_ok=True)
 
 
 def save_scene(entry, seed: int, out: Path) -> str:

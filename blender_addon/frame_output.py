@@ -174,6 +174,31 @@ def write_frame(scene, linear_rgba: np.ndarray, path: str | Path) -> Path:
     if rgba.shape[2] == 3:
         rgba = np.concatenate([rgba, np.ones((height, width, 1), np.float32)], axis=2)
 
+    image = None
+    try:
+        image = bpy.data.images.new(".reframe_output", width, height, alpha=True, float_buffer=True)
+        working = getattr(getattr(bpy.data, "colorspace", None), "working_space", None)  # 5.0+: per-file
+        if working and image.colorspace_settings.name != working:
+            image.colorspace_settings.name = working
+        image.pixels.foreach_set(np.ascontiguousarray(rgba[::-1]).reshape(-1))  # Blender's rows: bottom first
+        _save_atomically(scene, image, path)
+    finally:
+        if image is not None:
+            bpy.data.images.remove(image)
+    return path
+
+
+def write_render_result(scene, path: str | Path) -> Path:
+    """Write the last render (the Render Result) to ``path`` as Blender's own animation render writes it
+    (scene format and colour management), atomically; errors as :func:`write_frame`."""
+    path = Path(path)
+    _check_format(scene)
+    _save_atomically(scene, bpy.data.images["Render Result"], path)
+    return path
+
+
+def _save_atomically(scene, image, path: Path) -> None:
+    """``image.save_render`` into a temporary file beside ``path``, checked whole, then moved onto ``path``."""
     settings = scene.render.image_settings
     folder = path.parent
     try:
@@ -184,13 +209,7 @@ def write_frame(scene, linear_rgba: np.ndarray, path: str | Path) -> Path:
     except OSError as exc:
         raise _folder_error(folder, exc) from exc
     tmp = Path(tmp_name)
-    image = None
     try:
-        image = bpy.data.images.new(".reframe_output", width, height, alpha=True, float_buffer=True)
-        working = getattr(getattr(bpy.data, "colorspace", None), "working_space", None)  # 5.0+: per-file
-        if working and image.colorspace_settings.name != working:
-            image.colorspace_settings.name = working
-        image.pixels.foreach_set(np.ascontiguousarray(rgba[::-1]).reshape(-1))  # Blender's rows: bottom first
         try:
             image.save_render(str(tmp), scene=scene)
         except RuntimeError as exc:
@@ -210,7 +229,18 @@ def write_frame(scene, linear_rgba: np.ndarray, path: str | Path) -> Path:
                               f"If a folder has that name, remove it or change the output path in {_WHERE}.",
                               path, exc.errno) from exc
     finally:
-        if image is not None:
-            bpy.data.images.remove(image)
         tmp.unlink(missing_ok=True)
+
+
+def check_output_folder(scene, frame: int) -> Path:
+    """Fail before any rendering when the folder of ``frame``'s file cannot be created or written."""
+    path = output_path(scene, frame)
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".reframe-write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise _folder_error(folder, exc) from exc
     return path

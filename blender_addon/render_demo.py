@@ -1,10 +1,10 @@
-"""The demo render: a scene rendered at half resolution by EEVEE, brought to full resolution by the shipped
-supersampling network with layer caching, against the native full-resolution render.
+"""The demo render (README's main job): a library scene rendered with ReFrame SS through the render path
+(:func:`blender_addon.render_loop.render_animation`: EEVEE at half size, jittered, cached SS to full size,
+written through Blender's colour management), the same frames rendered natively, and side by side.
 
-Frames are captured once into ``OUT/frames`` (a dataset folder: re-running reuses them), then the network
-runs uncached and once per policy on the same frames, interleaved frame by frame and timed by the bench's
-measuring code (:func:`reframe_core.evaluation.bench.measure_sequence`, three passes for the timing medians). Written: ``OUT/report.json``, and per frame a PNG
-strip ``OUT/frame_NNNN.png`` (bicubic | SS uncached | SS cached with the first policy | native).
+Written to ``OUT``: ``ss/####.png`` (ReFrame), ``bicubic/####.png`` (the same low-res frames upscaled bicubically,
+written the same way), ``native/####.png`` (Blender's own render), ``side_by_side/####.png`` (bicubic | ReFrame
+| native) and ``report.json`` (both runs' reports, FLIP of ReFrame and bicubic against native per frame).
 """
 from __future__ import annotations
 
@@ -12,72 +12,84 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from reframe_core.evaluation.metrics import flip
 from reframe_core.frames.buffers import atomic_write
-from reframe_core.evaluation.bench import dataset_sequence, measure_sequence
-from reframe_core.evaluation.metrics import flip, tonemap_ldr
-from reframe_core.workloads.supersampling import bicubic_upscale
-from reframe_core.frames.warp import to_image, to_tensor
 from reframe_core.workloads import get_workload
 
-from blender_addon.dataset_writer import DatasetSpec, write_dataset
+from blender_addon.frame_output import write_frame
+from blender_addon.render_bench import library_scene
+from blender_addon.render_loop import RenderJob, render_animation
 
-DEFAULT_POLICIES = ("every:2", "delta:0.1", "motion", "motion+max-age:4")
 
-
-def _png(path: Path, images: list[np.ndarray]) -> None:
+def _read_png(path: Path) -> np.ndarray:
     from PIL import Image
 
-    strip = np.concatenate([tonemap_ldr(i) for i in images], axis=1)
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), np.float32) / 255.0
+
+
+def _side_by_side(paths: list[Path], out: Path) -> None:
+    from PIL import Image
+
+    images = [_read_png(p) for p in paths]
+    gap = np.ones((images[0].shape[0], 4, 3), np.float32)  # a white bar between the panels
+    strip = np.concatenate([x for image in images for x in (image, gap)][:-1], axis=1)
     data = (np.clip(strip, 0, 1) * 255 + 0.5).astype(np.uint8)
-    atomic_write(path, lambda tmp: Image.fromarray(data).save(tmp, format="PNG"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, lambda tmp: Image.fromarray(data).save(tmp, format="PNG"))
 
 
-def run_render_demo(scene: str = "slow_pan", frames: range = range(1, 13), resolution: int = 256,
-                    policies=DEFAULT_POLICIES, out: str | Path = "out/demo", samples: int = 16, repeats: int = 3) -> dict:
-    out = Path(out)
-    root = out / "frames"
-    write_dataset(DatasetSpec(scene=scene, frames=frames, scales=(1.0, 2.0), resolution=(resolution, resolution),
-                              samples=samples), root)
+def run_render_demo(scene_name: str = "slow_pan", frames: range = range(1, 7), size: int = 256, samples: int = 16,
+                    out: str | Path = "out/demo", policy: str = "motion", show_progress: bool = True) -> dict:
+    out = Path(out).absolute()
+    scene = library_scene(scene_name, (size, size), samples)
     workload = get_workload("ss")
-    sequence = dataset_sequence(root, workload, 2.0, list(frames))
-    model, payload = workload.load(None, 2.0)
-    shown: dict[int, dict] = {}
-    # The bench's measuring code: uncached and cached runs interleaved frame by frame after a warm-up.
-    result = measure_sequence(workload, sequence, model, list(policies), warmup=2, repeats=repeats,
-                              on_images=lambda frame, images: shown.__setitem__(frame, images))
-    native = sequence.truth
-    bicubic = [to_image(bicubic_upscale(to_tensor(fb.color), native[0].shape[:2], torch.tensor(fb.jitter)[None]))
-               for fb in sequence.inputs]
-    uncached_ms = result["uncached"]["time_ms"]["median"]
-    rows = [{"method": "bicubic", "flip_vs_native": float(np.mean([flip(n, b).mean for n, b in zip(native, bicubic)]))},
-            {"method": "SS uncached", "ms_per_frame": uncached_ms, "flip_vs_native": result["uncached"]["vs_truth"]["flip_mean"]}]
-    for p in result["policies"]:
-        rows.append({"method": f"SS cached {p['policy']}", "ms_per_frame": uncached_ms / p["speedup"],
-                     "speedup": p["speedup"], "hit_rate": p["hit_rate"], "refreshes": p["refreshes"],
-                     "flops_removed": p["flops_removed"], "flip_vs_uncached_mean": p["flip_vs_uncached"]["mean"],
-                     "flip_vs_uncached_max": p["flip_vs_uncached"]["max"], "flip_vs_native": p["vs_truth"]["flip_mean"]})
-    first_policy = policies[0]
-    for i, frame in enumerate(frames):
-        _png(out / f"frame_{frame:04d}.png", [bicubic[i], shown[frame]["uncached"], shown[frame][first_policy], native[i]])
-    report = {"scene": scene, "frames": [frames.start, frames.stop - 1], "resolution": resolution,
-              "low_resolution": resolution // 2, "samples": samples, "weights_card": payload.get("card"),
-              "cut": result["cut"], "repeats": repeats,
-              "threads": torch.get_num_threads(), "torch": torch.__version__, "rows": rows,
-              "strips": "bicubic | SS uncached | SS cached (" + policies[0] + ") | native"}
-    atomic_write(out / "report.json", lambda tmp: tmp.write_text(json.dumps(report, indent=2)))
+    display = (size, size)
+
+    def write_bicubic(frame, buffers, result):
+        path = out / "bicubic" / f"{frame:04d}.png"
+        image = workload.baseline(buffers, display)
+        write_frame(scene, np.concatenate([image, np.ones((*display, 1), np.float32)], axis=2), path)
+
+    common = dict(frames=frames, overwrite=True, warmup=0)
+    ss = render_animation(scene, RenderJob(mode="ss", policy=policy, output=str(out / "ss" / "####"),
+                                           report=str(out / "ss" / "report.json"), **common),
+                          show_progress=show_progress, on_frame=write_bicubic)
+    native = render_animation(scene, RenderJob(mode="native", output=str(out / "native" / "####"),
+                                               report=str(out / "native" / "report.json"), **common),
+                              show_progress=show_progress)
+    rows = []
+    for frame in frames:
+        paths = [out / "bicubic" / f"{frame:04d}.png", out / "ss" / f"{frame:04d}.png", out / "native" / f"{frame:04d}.png"]
+        bicubic, ours, reference = (_read_png(p) for p in paths)
+        _side_by_side(paths, out / "side_by_side" / f"{frame:04d}.png")
+        record = next(f for f in ss["frames"] if f["frame"] == frame)
+        rows.append({"frame": frame, "decision": record["decision"],
+                     "flip_reframe_vs_native": flip(reference, ours).mean,
+                     "flip_bicubic_vs_native": flip(reference, bicubic).mean})
+    n = len(frames)
+    report = {"scene": scene_name, "frames": [frames.start, frames.stop - 1], "size": size, "low_size": size // 2,
+              "samples": samples, "policy": policy, "rows": rows,
+              "flip_reframe_vs_native": float(np.mean([r["flip_reframe_vs_native"] for r in rows])),
+              "flip_bicubic_vs_native": float(np.mean([r["flip_bicubic_vs_native"] for r in rows])),
+              "seconds_per_frame": {"reframe": ss["wall_s"] / n, "native": native["wall_s"] / n},
+              "reframe_times": {k: ss["totals"][k] / n for k in ("render_s", "capture_s", "network_s", "write_s")},
+              "native_render_s": native["totals"]["render_s"] / n, "hit_rate": ss["totals"]["hit_rate"],
+              "cut": ss["session"]["cut"], "machine": ss["machine"],
+              "side_by_side": "bicubic | ReFrame SS | native", "reports": {"ss": ss["report"], "native": native["report"]}}
+    atomic_write(out / "report.json", lambda tmp: tmp.write_text(json.dumps(report, indent=1) + "\n"))
     return report
 
 
 def format_report(report: dict) -> str:
-    lines = [f"{'method':<28} {'ms/frame':>8} {'speedup':>8} {'hit rate':>8} {'FLOPs cut':>9} {'FLIP vs uncached':>17} {'FLIP vs native':>14}",
-             "-" * 100]
+    lines = [f"{'frame':>5}  {'cache':<8} {'FLIP ReFrame':>12} {'FLIP bicubic':>12}   (vs native, lower is better)"]
     for r in report["rows"]:
-        ms = f"{r['ms_per_frame']:8.1f}" if "ms_per_frame" in r else f"{'':>8}"
-        speed = f"{r['speedup']:7.2f}x" if "speedup" in r else f"{'':>8}"
-        hit = f"{r['hit_rate']:8.0%}" if "hit_rate" in r else f"{'':>8}"
-        cut = f"{r['flops_removed']:9.0%}" if "flops_removed" in r else f"{'':>9}"
-        vs = f"{r['flip_vs_uncached_mean']:.4f} (max {r['flip_vs_uncached_max']:.3f})" if "flip_vs_uncached_mean" in r else ""
-        lines.append(f"{r['method']:<28} {ms} {speed} {hit} {cut} {vs:>17} {r['flip_vs_native']:14.4f}")
+        lines.append(f"{r['frame']:>5}  {r['decision']:<8} {r['flip_reframe_vs_native']:12.4f} {r['flip_bicubic_vs_native']:12.4f}")
+    lines.append(f"{'mean':>5}  {'':<8} {report['flip_reframe_vs_native']:12.4f} {report['flip_bicubic_vs_native']:12.4f}")
+    t, s = report["reframe_times"], report["seconds_per_frame"]
+    lines.append(f"\nseconds per frame: ReFrame {s['reframe']:.2f} (EEVEE {t['render_s']:.2f} at {report['low_size']}x"
+                 f"{report['low_size']}, capture {t['capture_s']:.3f}, network {t['network_s']:.3f}, write "
+                 f"{t['write_s']:.3f}) vs native {s['native']:.2f} (EEVEE {report['native_render_s']:.2f}); "
+                 f"speedup {s['native'] / s['reframe']:.2f}x; cache hit rate {report['hit_rate']:.0%}")
     return "\n".join(lines)

@@ -23,7 +23,8 @@ def _build(args) -> int:
 
 
 def _dataset(args) -> int:
-    from blender_addon.capture import CaptureError, parse_frames
+    from blender_addon.capture import CaptureError
+    from reframe_core.frames.ranges import parse_frames
     from blender_addon.dataset_writer import DatasetSpec, write_dataset
 
     try:

@@ -70,7 +70,8 @@ def _evaluate(args) -> int:
 def _bench_capture(args) -> int:
     import statistics
 
-    from blender_addon.capture import CaptureSettings, capture, parse_frames
+    from blender_addon.capture import CaptureSettings, capture
+    from reframe_core.frames.ranges import parse_frames
 
     frames = parse_frames(args.frames)
     resolution = (args.resolution, args.resolution)
@@ -128,7 +129,7 @@ def _bench(args) -> int:
     from reframe_core.policies import parse_policy, split_policy_list
     from reframe_core.workloads import get_workload
 
-    from blender_addon.capture import parse_frames
+    from reframe_core.frames.ranges import parse_frames
 
     if args.repeats < 1 or args.warmup < 0 or args.worst < 0:
         raise SettingsError("--repeats must be >= 1, --warmup and --worst >= 0")
@@ -199,6 +200,51 @@ def _bench(args) -> int:
     return 0
 
 
+def _bench_render(args) -> int:
+    from reframe_core.frames.ranges import parse_frames
+    from reframe_core.policies import parse_policy
+
+    from blender_addon.render_bench import format_bench, run_render_bench
+
+    parse_policy(args.policy)
+    try:
+        size = tuple(int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        size = ()
+    if len(size) != 2 or min(size) < 16:
+        raise SettingsError(f"bad --size {args.size!r}: use WxH, e.g. 1920x1080")
+    result = run_render_bench(args.scenes.split(","), parse_frames(args.frames), size, args.samples, args.out,
+                              tuple(m for m in args.modes.split(",") if m), args.scale, args.policy,
+                              show_progress=not args.quiet)
+    print(f"bench-render: {', '.join(args.scenes.split(','))} frames {args.frames} at {size[0]}x{size[1]}, "
+          f"{args.samples} samples; seconds per written frame from the loop's reports (EEVEE's first render of each "
+          f"mode not timed); ceiling = native render / this mode's render")
+    m = result["machine"]
+    print(f"machine: {m['cpus']} CPUs, Blender {m['blender']}, torch {m.get('torch')} ({m.get('threads')} threads)"
+          + (f", {m['gpu']}" if "gpu" in m else ""))
+    print(format_bench(result))
+    print(f"wrote {args.out}/bench-render.json")
+    return 0
+
+
+def _bench_seam(args) -> int:
+    from reframe_core.frames.ranges import parse_frames
+
+    from blender_addon.render_bench import format_seam, measure_seam
+
+    frames = parse_frames(args.frames)
+    if not frames.start < args.split <= frames.stop - 1:
+        raise SettingsError(f"--split {args.split} must fall after the first frame of --frames {args.frames} and inside it")
+    warmups = tuple(int(w) for w in args.warmups.split(","))
+    result = measure_seam(args.scene, frames, args.split, warmups, args.size, args.samples, args.out, args.mode,
+                          args.policy, show_progress=not args.quiet)
+    print(f"bench-seam: {args.scene} frames {args.frames} ({args.mode}, {args.policy}, {args.size}x{args.size}, "
+          f"{args.samples} samples) in one run vs a chunk from frame {args.split}: FLIP of the chunk's frames "
+          f"against the one-run frames, per warm-up")
+    print(format_seam(result))
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     from reframe_core.networks import NETWORKS
     from reframe_core.workloads import WORKLOADS
@@ -258,6 +304,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--maps", help="folder for error-map PNGs (default: beside --json)")
     bench.add_argument("--quiet", action="store_true")
     bench.set_defaults(run=_bench)
+
+    render = subparsers.add_parser("bench-render", help="the render path end to end (ss, fe) against native renders")
+    render.add_argument("--scenes", default="slow_pan,emissive_transparent", help="library scenes, comma-separated")
+    render.add_argument("--frames", default="2-3", help="timed frames A-B (frame A-1 warms EEVEE up, untimed)")
+    render.add_argument("--size", default="1920x1080", help="output size WxH")
+    render.add_argument("--samples", type=int, default=16)
+    render.add_argument("--modes", default="ss,fe")
+    render.add_argument("--scale", type=float, default=2.0)
+    render.add_argument("--policy", default="motion")
+    render.add_argument("--out", default="out/bench-render")
+    render.add_argument("--quiet", action="store_true")
+    render.set_defaults(run=_bench_render)
+
+    seam = subparsers.add_parser("bench-seam", help="a farm chunk's seam: chunked vs one-run frames, per warm-up")
+    seam.add_argument("--scene", default="slow_pan")
+    seam.add_argument("--frames", default="1-10")
+    seam.add_argument("--split", type=int, default=6, help="the chunk's first frame")
+    seam.add_argument("--warmups", default="0,1,3")
+    seam.add_argument("--size", type=int, default=256)
+    seam.add_argument("--samples", type=int, default=16)
+    seam.add_argument("--mode", choices=("ss", "fe"), default="ss")
+    seam.add_argument("--policy", default="motion")
+    seam.add_argument("--out", default="out/bench-seam")
+    seam.add_argument("--quiet", action="store_true")
+    seam.set_defaults(run=_bench_seam)
 
     bench = subparsers.add_parser("bench-capture", help="EEVEE render vs capture overhead; cheap G-buffer vs full frame")
     bench.add_argument("--scene", default="slow_pan", choices=sorted(SCENES))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from reframe_core.errors import ReframeError, SettingsError
+from reframe_core.errors import SettingsError
 from reframe_core.frames.hints import CameraHints
 
 

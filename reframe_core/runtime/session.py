@@ -22,6 +22,12 @@ import numpy as np
 from reframe_core.errors import SettingsError
 from reframe_core.frames.buffers import FrameBuffers
 from reframe_core.frames.hints import CameraHints
+from reframe_core.workloads.base import RenderRequest
+
+
+# Frames a render loop steps (not written) before the first frame it writes, so that history and cache are as
+# warm as in an uninterrupted run: the chunk seam this leaves is measured in README ("Resume and farm chunks").
+DEFAULT_WARMUP = 3
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,10 @@ class Session:
         """Whether the next frame must be rendered in full (FE: every k-th frame and at cuts); else the loop
         renders what the workload takes (SS: the low-res jittered frame; FE: the cheap G-buffer pass)."""
         return bool(getattr(self.runner, "is_full_frame", lambda h: False)(hints))
+
+    def next_render(self, hints: CameraHints | None = None) -> RenderRequest:
+        """What the loop must render for the next frame (size, jitter, full or cheap pass)."""
+        return self.workload.render_request(self.settings.scale, self.needs_full_render(hints))
 
     def step(self, buffers: FrameBuffers, hints: CameraHints | None = None) -> FrameResult:
         if self._closed:

@@ -10,7 +10,7 @@ import importlib
 import inspect
 
 from reframe_core.errors import SettingsError
-from reframe_core.workloads.base import StepResult, Workload
+from reframe_core.workloads.base import RenderRequest, StepResult, Workload
 
 # name -> "module:class" (imported on first use: the modules need torch)
 WORKLOADS = {
@@ -18,7 +18,7 @@ WORKLOADS = {
     "fe": "reframe_core.workloads.extrapolation:ExtrapolationWorkload",
 }
 
-__all__ = ["WORKLOADS", "StepResult", "Workload", "get_workload", "workload_for_network"]
+__all__ = ["WORKLOADS", "RenderRequest", "StepResult", "Workload", "get_workload", "workload_for_network"]
 
 
 def get_workload(name: str, **options) -> Workload:

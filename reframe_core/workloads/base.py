@@ -25,6 +25,20 @@ class StepResult:
     reason: str
 
 
+@dataclass(frozen=True)
+class RenderRequest:
+    """What the render loop must render for the next frame (the session asks the workload)."""
+
+    scale: float  # the render's size is the display size divided by this
+    jitter: bool  # offset the samples by the frame's Halton jitter (camera shift)
+    cheap: bool  # the cheap G-buffer pass (no shadows, no raytracing) instead of a full render
+
+    def describe(self) -> str:
+        kind = "cheap G-buffer pass" if self.cheap else "full render"
+        size = f" at 1/{self.scale:g}" if self.scale != 1 else ""
+        return f"{kind}{size}{', jittered' if self.jitter else ''}"
+
+
 class Workload:
     """Base of the SS and FE workloads (see the module docstring); subclasses fill in every method."""
 
@@ -32,6 +46,7 @@ class Workload:
     arch: str  # the network's name in reframe_core.networks.NETWORKS
     title: str
     baseline_name: str  # what the network must beat: "bicubic", "reprojection"
+    fallback_name: str  # what baseline() shows (a non-finite output's replacement): "bicubic", "cheap pass"
     paper_delta: float  # the paper reference code's delta threshold for this kind of network
     scales: tuple[float, ...] = (1.0,)  # display / input size ratios the workload runs at
 
@@ -73,6 +88,15 @@ class Workload:
         return 1.0
 
     # --- running --------------------------------------------------------------------------------------
+    def render_request(self, scale: float, full: bool) -> RenderRequest:
+        """What to render for a frame; ``full``: the runner needs a full render of it (FE's k-th frames)."""
+        raise NotImplementedError
+
+    @property
+    def period(self) -> int:
+        """Frames after which the runner's pattern repeats within a shot (FE: k); a warm-up starts on it."""
+        return 1
+
     def runner(self, model, display_size: tuple[int, int], placement=None):
         raise NotImplementedError
 

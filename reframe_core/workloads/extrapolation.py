@@ -37,7 +37,7 @@ from reframe_core.runtime.placement import Placement
 from reframe_core.caching.cache import network_of
 from reframe_core.workloads.supersampling import gbuffer, history_warp_mode
 from reframe_core.frames.warp import backward_warp, disocclusion_mask, in_frame_mask, to_image, to_tensor
-from reframe_core.workloads.base import StepResult, Workload
+from reframe_core.workloads.base import RenderRequest, StepResult, Workload
 
 FEATURE_CHANNELS = 7
 N_CHANNELS = 12 + FEATURE_CHANNELS
@@ -257,6 +257,7 @@ class ExtrapolationWorkload(Workload):
     extrapolated by ExtraNet from the warped history."""
 
     name, arch, title, baseline_name = "fe", "extranet", "frame extrapolation", "reprojection"
+    fallback_name = "cheap pass"
     paper_delta = 0.2  # ExtraNet's threshold in the reference code
 
     def __init__(self, k: int = 2):
@@ -277,6 +278,13 @@ class ExtrapolationWorkload(Workload):
 
     def card_scale(self, scale: float) -> float:
         return 1.0
+
+    def render_request(self, scale: float, full: bool) -> RenderRequest:
+        return RenderRequest(scale=1.0, jitter=False, cheap=not full)
+
+    @property
+    def period(self) -> int:
+        return self.k
 
     def runner(self, model, display_size, placement=None) -> "Extrapolator":
         return Extrapolator(model, self.k, placement)

@@ -20,7 +20,7 @@ from reframe_core.networks.supersampling import upsample_unjittered
 from reframe_core.frames.hints import CameraHints
 from reframe_core.runtime.placement import Placement
 from reframe_core.frames.warp import backward_warp, to_image, to_tensor
-from reframe_core.workloads.base import StepResult, Workload
+from reframe_core.workloads.base import RenderRequest, StepResult, Workload
 
 
 def gbuffer(buffers: FrameBuffers) -> np.ndarray:
@@ -156,7 +156,7 @@ class _TrainingFrame:
 class SupersamplingWorkload(Workload):
     """Temporal supersampling: each frame rendered at 1/scale with Halton jitter, brought to display size."""
 
-    name, arch, title, baseline_name = "ss", "ss", "supersampling", "bicubic"
+    name, arch, title, baseline_name, fallback_name = "ss", "ss", "supersampling", "bicubic", "bicubic"
     paper_delta = 0.25  # FBSR's threshold in the reference code
 
     def weights_name(self, scale: float) -> str:
@@ -173,6 +173,9 @@ class SupersamplingWorkload(Workload):
 
     def input_scale(self, scale: float) -> float:
         return scale
+
+    def render_request(self, scale: float, full: bool) -> RenderRequest:
+        return RenderRequest(scale=scale, jitter=True, cheap=False)
 
     def runner(self, model, display_size, placement=None) -> "Supersampler":
         return Supersampler(model, tuple(display_size), placement)

@@ -1,0 +1,407 @@
+"""Render an animation with cached SS or FE (or natively), frame by frame, the way Blender's own animation render
+would write it. One loop for every front end: the ``render`` command, ``blender -b -P`` (:mod:`blender_addon.
+render_in_blender`), farm chunks and, later, the add-on's operator.
+
+Per frame: the session says what to render (:meth:`~reframe_core.runtime.session.Session.next_render`: SS the
+low-res jittered frame, FE a full render every k-th frame and the cheap G-buffer pass between); the frame is
+rendered and captured (:mod:`blender_addon.capture`, temporary EXR in RAM), stepped through the session, and
+written at the scene's output size through Blender's colour management (:mod:`blender_addon.frame_output`).
+``native`` renders with the scene's own settings and writes the Render Result, for comparison.
+
+Resume and chunks: a frame whose file exists and was written by this loop with the same settings (a line in
+``.reframe-frames.jsonl`` beside the frames) is skipped. Before the first frame to render, ``warmup`` frames
+(never before the start of the shot) are rendered and stepped but not written, so the network's history and
+its cache are warm at the first written frame as in an uninterrupted run.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from reframe_core.errors import SettingsError
+from reframe_core.frames.buffers import atomic_write
+from reframe_core.runtime.session import DEFAULT_WARMUP
+
+from blender_addon.capture import (CaptureError, CaptureSettings, camera_data, capture_settings, check_scene,
+                                   render_buffers, scratch_file)
+from blender_addon.frame_output import (OutputError, check_output_folder, output_path, output_size, write_frame,
+                                        write_render_result)
+
+MODES = {"ss": "ss", "fe": "fe", "native": None}  # render mode -> workload (reframe_core.workloads)
+EEVEE_ENGINES = ("BLENDER_EEVEE", "BLENDER_EEVEE_NEXT")
+RECORDS = ".reframe-frames.jsonl"  # beside the frames: which settings wrote which frame (one JSON line each)
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """What to render and how. ``frames`` None: the scene's range; ``output``: a Blender output path (``#``
+    for the frame number; None: the scene's own); ``report``: the report JSON (None: beside the frames)."""
+
+    mode: str = "ss"
+    scale: float = 2.0
+    policy: str | None = "motion"
+    k: int = 2
+    frames: range | None = None
+    warmup: int = DEFAULT_WARMUP
+    output: str | None = None
+    overwrite: bool = False
+    report: str | None = None
+    device: str = "cpu"
+    precision: str = "fp32"
+    weights: str | None = None
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise SettingsError(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
+        if self.warmup < 0:
+            raise SettingsError(f"--warmup must be 0 or more frames, got {self.warmup}")
+
+    @property
+    def workload(self) -> str | None:
+        return MODES[self.mode]
+
+    def settings_key(self, scene) -> dict:
+        """What decides a written frame's pixels: a frame written with other values is not a finished one."""
+        r = scene.render
+        key = {"mode": self.mode, "size": list(output_size(scene)), "samples": _samples(scene),
+               "format": r.image_settings.file_format, "view": scene.view_settings.view_transform}
+        if self.workload is not None:
+            key.update(scale=self.scale, k=self.k, policy=self.policy, weights=_digest(self.weights))
+        return key
+
+
+@dataclass
+class FrameRecord:
+    """One frame of the loop, as the report lists it."""
+
+    frame: int
+    written: str | None  # the file, or None for a warm-up frame
+    rendered: str  # what EEVEE rendered
+    decision: str  # "refresh", "hit", "uncached", "rendered" (shown as rendered), "native"
+    reason: str
+    cut: bool
+    render_s: float
+    capture_s: float | None = None
+    network_ms: float | None = None
+    write_s: float | None = None
+    fallback: bool = False
+
+
+@dataclass
+class RenderReport:
+    job: dict
+    scene: dict
+    frames: list[FrameRecord] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    status: str = "running"
+    session: dict | None = None
+    wall_s: float = 0.0
+
+    def totals(self) -> dict:
+        written = [f for f in self.frames if f.written]
+        network = [f for f in self.frames if f.network_ms is not None]
+        decisions = [f.decision for f in network]
+        hits = decisions.count("hit")
+
+        def total(name, rows):
+            values = [getattr(f, name) for f in rows if getattr(f, name) is not None]
+            return float(sum(values))
+
+        return {"written": len(written), "skipped": len(self.skipped),
+                "warmup": len(self.frames) - len(written),
+                "render_s": total("render_s", self.frames), "capture_s": total("capture_s", self.frames),
+                "network_s": total("network_ms", self.frames) / 1e3, "write_s": total("write_s", self.frames),
+                "network_frames": len(network), "hit_rate": hits / len(network) if network else None,
+                "fallbacks": sum(f.fallback for f in self.frames),
+                "seconds_per_written_frame": self.wall_s / len(written) if written else None}
+
+    def as_dict(self) -> dict:
+        return {"status": self.status, "job": self.job, "scene": self.scene, "totals": self.totals(),
+                "session": self.session, "machine": machine(), "skipped": self.skipped,
+                "frames": [asdict(f) for f in self.frames], "wall_s": self.wall_s}
+
+
+def machine() -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+            "blender": bpy.app.version_string}
+    try:
+        import torch
+
+        info.update(torch=torch.__version__, threads=torch.get_num_threads())
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info
+
+
+def _digest(path: str | None) -> str | None:
+    if not path:
+        return None
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
+def _samples(scene) -> int:
+    return int(scene.eevee.taa_render_samples)
+
+
+# --- checks -----------------------------------------------------------------------------------------------
+
+def check_job(scene, job: RenderJob, frames: range) -> None:
+    """Everything that would make the loop fail later, checked before the first render."""
+    if job.workload is None:
+        check_scene(scene, frames, for_capture=False)
+        return
+    engine = scene.render.engine
+    if engine not in EEVEE_ENGINES:
+        name = {"CYCLES": "Cycles", "BLENDER_WORKBENCH": "Workbench"}.get(engine, engine)
+        raise CaptureError(f"scene {scene.name!r} renders with {name}; --mode {job.mode} needs EEVEE, whose passes "
+                           f"the network reads and whose look it was trained on: switch the Render Engine to EEVEE "
+                           f"(Render Properties), or render it with --mode native")
+    check_scene(scene, frames)
+    r = scene.render
+    if r.use_border and r.use_crop_to_border:
+        raise CaptureError(f"scene {scene.name!r} crops to a render region, which --mode {job.mode} cannot render: "
+                           "turn off Render Region (Output Properties > Format) or use --mode native")
+
+
+# --- what to render -----------------------------------------------------------------------------------------
+
+def _camera_name(scene, frame: int) -> str:
+    scene.frame_set(frame)  # switches the active camera at timeline markers, as the render does
+    return scene.camera.name if scene.camera else ""
+
+
+def shot_start(scene, frame: int, limit: int) -> int:
+    """The first frame of ``frame``'s shot, looking back at most ``limit`` frames: a warm-up never crosses a
+    camera switch (the cut would reset what it warmed)."""
+    name = _camera_name(scene, frame)
+    start = frame
+    while start > scene.frame_start and frame - start < limit and _camera_name(scene, start - 1) == name:
+        start -= 1
+    return start
+
+
+def plan_segments(scene, job: RenderJob, todo: list[int]) -> list[tuple[int, int]]:
+    """Contiguous (first, last) frame runs to step through: each missing frame with its warm-up before it;
+    runs closer than a warm-up are merged (stepping the frames between costs no more than warming up again)."""
+    segments: list[list[int]] = []
+    period = 1
+    if job.workload is not None:
+        from reframe_core.workloads import get_workload
+
+        period = get_workload(job.workload, k=job.k).period
+    for frame in todo:
+        start = frame
+        if job.workload is not None and job.warmup:
+            shot = shot_start(scene, frame, job.warmup + period)
+            start = max(shot, frame - job.warmup)
+            # FE renders in full every k-th frame from the start of the shot: a chunk must keep that pattern.
+            start = shot + (start - shot) // period * period
+        if segments and start <= segments[-1][1] + 1:
+            segments[-1][1] = frame
+        else:
+            segments.append([start, frame])
+    return [(a, b) for a, b in segments]
+
+
+# --- finished frames --------------------------------------------------------------------------------------
+
+def _records(folder: Path) -> dict[str, dict]:
+    """file name -> settings key of the last run of this loop that wrote it."""
+    found: dict[str, dict] = {}
+    path = folder / RECORDS
+    if path.exists():
+        for line in path.read_text(errors="replace").splitlines():
+            with contextlib.suppress(json.JSONDecodeError, KeyError, TypeError):
+                entry = json.loads(line)
+                found[entry["file"]] = entry["settings"]
+    return found
+
+
+def _record(path: Path, key: dict) -> None:
+    # One short line appended with O_APPEND: farm workers writing other frames of the same folder do not clash.
+    line = json.dumps({"file": path.name, "settings": key}, sort_keys=True) + "\n"
+    with open(path.parent / RECORDS, "a") as f:
+        f.write(line)
+
+
+def finished_frames(scene, job: RenderJob, frames: range) -> list[int]:
+    """Frames whose file exists and was written by this loop with the same settings; an existing file written
+    otherwise (by Blender, or with another mode) stops the job unless ``overwrite``."""
+    if job.overwrite:
+        return []
+    key = job.settings_key(scene)
+    done, records = [], {}
+    for frame in frames:
+        path = output_path(scene, frame)
+        if not path.exists():
+            continue
+        if path.parent not in records:
+            records[path.parent] = _records(path.parent)
+        settings = records[path.parent].get(path.name)
+        if settings == key:
+            done.append(frame)
+            continue
+        how = "by something else (Blender's own render, another tool)" if settings is None else \
+            f"with other settings ({', '.join(f'{k}={v}' for k, v in settings.items() if key.get(k) != v)})"
+        raise OutputError(f"{path} already exists, written {how}; pass --overwrite to render it again, or choose "
+                          f"another output path with --out", path)
+    return done
+
+
+# --- the loop ---------------------------------------------------------------------------------------------
+
+class _OutputPath:
+    """``scene.render.filepath`` set to the job's pattern while the job runs."""
+
+    def __init__(self, scene, pattern: str | None):
+        self.scene, self.pattern, self.saved = scene, pattern, scene.render.filepath
+
+    def __enter__(self):
+        if self.pattern is not None:
+            self.scene.render.filepath = str(Path(self.pattern).absolute()) + ("/" if self.pattern.endswith("/") else "")
+        return self
+
+    def __exit__(self, *exc):
+        self.scene.render.filepath = self.saved
+
+
+def default_report(scene, job: RenderJob, frames: range) -> Path:
+    return output_path(scene, frames.start).parent / f"reframe-{job.mode}-{frames.start:04d}-{frames.stop - 1:04d}.json"
+
+
+def render_animation(scene, job: RenderJob, show_progress: bool = True, on_frame=None) -> dict:
+    """Render ``job.frames`` of ``scene`` (see the module docstring); returns the report (also written as JSON).
+
+    ``on_frame(frame, buffers, result)``, if given, is called for every frame stepped (warm-up included) with
+    the captured :class:`FrameBuffers` and the session's :class:`FrameResult` (both None in native mode)."""
+    frames = job.frames or range(scene.frame_start, scene.frame_end + 1)
+    if len(frames) == 0:
+        raise SettingsError("the frame range is empty: use --frames A-B with A <= B")
+    original_frame = scene.frame_current
+    with _OutputPath(scene, job.output):
+        check_job(scene, job, frames)
+        check_output_folder(scene, frames.start)
+        report_path = Path(job.report) if job.report else default_report(scene, job, frames)
+        done = finished_frames(scene, job, frames)
+        todo = [f for f in frames if f not in set(done)]
+        wanted = set(todo)
+        width, height = output_size(scene)
+        key = job.settings_key(scene)
+        session = None
+        if job.workload is not None and todo:
+            from reframe_core.runtime.session import open_session
+
+            session = open_session(job.workload, display_size=(height, width), scale=job.scale, policy=job.policy,
+                                   k=job.k, device=job.device, precision=job.precision, weights=job.weights)
+        report = RenderReport(job={**{k: v for k, v in asdict(job).items() if k != "frames"},
+                                   "frames": [frames.start, frames.stop - 1]},
+                              scene={"name": scene.name, "file": bpy.data.filepath or None,
+                                     "output": scene.render.filepath, "size": [width, height],
+                                     "samples": _samples(scene), "engine": scene.render.engine,
+                                     "format": scene.render.image_settings.file_format,
+                                     "view_transform": scene.view_settings.view_transform,
+                                     "frame_range": [scene.frame_start, scene.frame_end]},
+                              skipped=done)
+        segments = plan_segments(scene, job, todo)
+        bar = None
+        if show_progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(frames), initial=len(done), unit="frame", desc=f"render {job.mode}")
+        scratch = scratch_file()
+        start = time.perf_counter()
+        try:
+            for first, last in segments:
+                if session is not None:
+                    session.reset()
+                previous = None
+                for frame in range(first, last + 1):
+                    write = frame in wanted
+                    if job.workload is None:
+                        record = _native_frame(scene, frame, key if write else None)
+                    else:
+                        record, previous = _network_frame(scene, frame, session, scratch, previous, width, height,
+                                                          key if write else None, on_frame)
+                    report.frames.append(record)
+                    if bar is not None:
+                        if write:
+                            bar.update(1)
+                        bar.set_postfix_str(f"frame {frame}{'' if write else ' (warm-up)'}: {record.decision}")
+            report.status = "complete"
+        except KeyboardInterrupt:
+            report.status = "interrupted"
+            raise
+        except BaseException as exc:
+            report.status = f"failed: {exc}"
+            raise
+        finally:
+            report.wall_s = time.perf_counter() - start
+            scratch.unlink(missing_ok=True)
+            if bar is not None:
+                bar.close()
+            if session is not None:
+                report.session = session.stats()
+                session.close()
+            scene.frame_set(original_frame)
+            data = report.as_dict()
+            data["report"] = str(report_path)
+            with contextlib.suppress(OSError):  # a full disk must not hide the error that stopped the job
+                report_path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(report_path, lambda tmp: tmp.write_text(json.dumps(data, indent=1, default=str) + "\n"))
+    return data
+
+
+def _native_frame(scene, frame: int, key: dict | None) -> FrameRecord:
+    scene.frame_set(frame)
+    start = time.perf_counter()
+    bpy.ops.render.render()
+    render_s = time.perf_counter() - start
+    path = output_path(scene, frame)
+    start = time.perf_counter()
+    write_render_result(scene, path)
+    _record(path, key)
+    return FrameRecord(frame, str(path), "full render (scene settings)", "native", "native render", False,
+                       render_s, write_s=time.perf_counter() - start)
+
+
+def _network_frame(scene, frame, session, scratch, previous, width, height, key, on_frame):
+    """Render, capture, step and (when ``key``) write one frame; returns (record, its buffers)."""
+    _camera_name(scene, frame)  # the frame's active camera (markers)
+    # Only the cut matters for what to render (FE renders in full at cuts): hints without depth suffice here.
+    cam = camera_data(scene, width, height, (0.0, 0.0))
+    pre = cam.hints(previous.camera if previous is not None else None)
+    request = session.next_render(pre)
+    settings = CaptureSettings(resolution=(width, height), scale=request.scale, samples=_samples(scene),
+                               jitter=request.jitter, fast=request.cheap)
+    with capture_settings(scene, settings):
+        buffers, timings = render_buffers(scene, frame, settings, scratch,
+                                          previous.camera if previous is not None else None)
+    hints = buffers.hints(previous)
+    result = session.step(buffers, hints)
+    if on_frame is not None:
+        on_frame(frame, buffers, result)
+    decision = ("rendered" if not result.network_ran else
+                "uncached" if result.refreshed is None else "refresh" if result.refreshed else "hit")
+    record = FrameRecord(frame, None, request.describe(), decision, result.reason, hints.cut, timings.render_s,
+                         capture_s=timings.save_s + timings.read_s, network_ms=result.network_ms,
+                         fallback=result.fallback)
+    if key is not None:
+        path = output_path(scene, frame)
+        start = time.perf_counter()
+        rgba = np.concatenate([result.image, np.ones((*result.image.shape[:2], 1), np.float32)], axis=2)
+        write_frame(scene, rgba, path)
+        _record(path, key)
+        record.written, record.write_s = str(path), time.perf_counter() - start
+    return record, buffers

@@ -1,0 +1,107 @@
+"""``reframe-blender render``: render an animation with cached SS / FE (or natively) through bpy.
+
+The same arguments work inside Blender: ``blender -b FILE.blend -P blender_addon/render_in_blender.py -- ARGS``
+(there the open file is the scene, so the FILE/SCENE argument is left out).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from reframe_core.frames.ranges import parse_frames
+from reframe_core.runtime.session import DEFAULT_WARMUP as WARMUP
+
+
+def _policy(text: str) -> str | None:
+    if text.lower() in ("none", "uncached"):
+        return None
+    from reframe_core.policies import parse_policy
+
+    parse_policy(text)  # a bad spec fails before Blender opens anything
+    return text
+
+
+def job_arguments(parser: argparse.ArgumentParser) -> None:
+    """The job's options (shared with blender_addon.render_in_blender)."""
+    parser.add_argument("--mode", choices=("ss", "fe", "native"), default="ss",
+                        help="ss: EEVEE at 1/scale + cached supersampling; fe: every k-th frame in full, the others "
+                             "extrapolated from a cheap G-buffer pass; native: the plain render (default ss)")
+    parser.add_argument("--scale", type=float, default=2.0, help="ss: display / rendered size per axis (default 2)")
+    parser.add_argument("--policy", default="motion",
+                        help="cache refresh policy spec (reframe-blender bench --help lists them), or 'none' to run "
+                             "the network uncached (default motion)")
+    parser.add_argument("--k", type=int, default=2, help="fe: every k-th frame rendered in full (default 2)")
+    parser.add_argument("--frames", help="A-B (default: the scene's frame range)")
+    parser.add_argument("--warmup", type=int, default=WARMUP,
+                        help=f"frames rendered and stepped but not written before the first frame to render, so "
+                             f"history and cache are warm in a resumed run or a farm chunk (default {WARMUP})")
+    parser.add_argument("--out", help="output path as in Blender ('#' = frame digits), default the scene's own")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="render every frame again (default: frames this command already wrote are skipped)")
+    parser.add_argument("--report", help="report JSON (default: reframe-MODE-A-B.json beside the frames)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    parser.add_argument("--weights", help="a weights file (default: the shipped weights for the mode and scale)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def job_from_args(args):
+    from blender_addon.render_loop import RenderJob
+
+    return RenderJob(mode=args.mode, scale=args.scale, policy=_policy(args.policy), k=args.k,
+                     frames=parse_frames(args.frames) if args.frames else None, warmup=args.warmup, output=args.out,
+                     overwrite=args.overwrite, report=args.report, device=args.device, precision=args.precision,
+                     weights=args.weights)
+
+
+def summary(report: dict) -> str:
+    t, job = report["totals"], report["job"]
+    lines = [f"{report['status']}: {t['written']} frames written, {t['skipped']} already done, {t['warmup']} warm-up "
+             f"frames ({job['mode']}, {report['scene']['size'][0]}x{report['scene']['size'][1]}) in {report['wall_s']:.1f} s"]
+    if t["written"]:
+        n = len(report["frames"])
+        lines.append(f"per frame stepped: render {t['render_s'] / n:.2f} s, capture {t['capture_s'] / n:.3f} s, "
+                     f"network {t['network_s'] / n:.3f} s, write {t['write_s'] / max(t['written'], 1):.3f} s per written frame")
+    if t["hit_rate"] is not None:
+        lines.append(f"network ran on {t['network_frames']} frames, cache hit rate {t['hit_rate']:.0%}"
+                     + (f", {t['fallbacks']} fell back to the baseline (non-finite output)" if t["fallbacks"] else ""))
+    lines.append(f"report: {report['report']}")
+    return "\n".join(lines)
+
+
+def run_job(scene, args) -> int:
+    from blender_addon.render_loop import render_animation
+
+    job = job_from_args(args)
+    try:
+        report = render_animation(scene, job, show_progress=not args.quiet)
+    except KeyboardInterrupt:
+        print("interrupted: the frames written so far are complete; run the same command again to render the rest",
+              file=sys.stderr)
+        return 130
+    print(summary(report))
+    return 0
+
+
+def _render(args) -> int:
+    job_from_args(args)  # bad settings fail before Blender loads anything
+    from blender_addon.capture import open_blend
+    from scenes import get_scene
+
+    if args.scene.endswith(".blend") or "/" in args.scene:
+        scene = open_blend(args.scene)
+    else:
+        scene = get_scene(args.scene).build(args.seed)
+        if args.out is None:
+            args.out = f"out/render/{args.scene}/{args.mode}/####"  # a built scene has no output path of its own
+    return run_job(scene, args)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    render = subparsers.add_parser("render", help="render an animation with cached SS / FE, or natively",
+                                   description="Render FILE.blend (or a library scene) frame by frame with EEVEE and "
+                                               "the cached network, writing frames like Blender's animation render.")
+    render.add_argument("scene", metavar="FILE.blend|SCENE", help="a .blend file or a library scene name")
+    render.add_argument("--seed", type=int, default=0, help="seed of a library scene")
+    job_arguments(render)
+    render.set_defaults(run=_render)
