@@ -236,8 +236,10 @@ def _bench_seam(args) -> int:
     if not frames.start < args.split <= frames.stop - 1:
         raise SettingsError(f"--split {args.split} must fall after the first frame of --frames {args.frames} and inside it")
     warmups = tuple(int(w) for w in args.warmups.split(","))
+    from reframe_core.commands.render import policy_or_none
+
     result = measure_seam(args.scene, frames, args.split, warmups, args.size, args.samples, args.out, args.mode,
-                          args.policy, show_progress=not args.quiet)
+                          policy_or_none(args.policy), show_progress=not args.quiet)
     print(f"bench-seam: {args.scene} frames {args.frames} ({args.mode}, {args.policy}, {args.size}x{args.size}, "
           f"{args.samples} samples) in one run vs a chunk from frame {args.split}: FLIP of the chunk's frames "
           f"against the one-run frames, per warm-up")
@@ -325,7 +327,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     seam.add_argument("--size", type=int, default=256)
     seam.add_argument("--samples", type=int, default=16)
     seam.add_argument("--mode", choices=("ss", "fe"), default="ss")
-    seam.add_argument("--policy", default="motion")
+    seam.add_argument("--policy", default="motion", help="a policy spec, or none (uncached)")
     seam.add_argument("--out", default="out/bench-seam")
     seam.add_argument("--quiet", action="store_true")
     seam.set_defaults(run=_bench_seam)

@@ -12,7 +12,8 @@ from reframe_core.frames.ranges import parse_frames
 from reframe_core.runtime.session import DEFAULT_WARMUP as WARMUP
 
 
-def _policy(text: str) -> str | None:
+def policy_or_none(text: str) -> str | None:
+    """A policy spec checked, or None for 'none' / 'uncached' (the network runs uncached)."""
     if text.lower() in ("none", "uncached"):
         return None
     from reframe_core.policies import parse_policy
@@ -48,7 +49,7 @@ def job_arguments(parser: argparse.ArgumentParser) -> None:
 def job_from_args(args):
     from blender_addon.render_loop import RenderJob
 
-    return RenderJob(mode=args.mode, scale=args.scale, policy=_policy(args.policy), k=args.k,
+    return RenderJob(mode=args.mode, scale=args.scale, policy=policy_or_none(args.policy), k=args.k,
                      frames=parse_frames(args.frames) if args.frames else None, warmup=args.warmup, output=args.out,
                      overwrite=args.overwrite, report=args.report, device=args.device, precision=args.precision,
                      weights=args.weights)
