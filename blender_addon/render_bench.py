@@ -23,7 +23,8 @@ from blender_addon.render_loop import MODES, RenderJob, render_animation
 from scenes import get_scene
 
 
-def _read_png(path: Path) -> np.ndarray:
+def read_png(path: Path) -> np.ndarray:
+    """An 8-bit PNG as float RGB in [0, 1] (the display-referred frame FLIP compares)."""
     from PIL import Image
 
     with Image.open(path) as image:
@@ -40,6 +41,18 @@ def library_scene(name: str, size: tuple[int, int], samples: int):
     scene.render.image_settings.file_format = "PNG"
     scene.render.dither_intensity = 0.0
     return scene
+
+
+def baseline_writer(scene, mode: str, folder: Path, frames: range | None = None, k: int = 2):
+    """An ``on_frame`` callback for :func:`render_animation` writing what ``mode``'s workload shows without its
+    network (SS: bicubic of the jittered low-res frame; FE: the frame's own render) as ``folder/NNNN.png``,
+    through the scene's output settings like the frames it is compared with."""
+    workload = get_workload(MODES[mode], k=k)
+
+    def write(frame, buffers, result):
+        if frames is None or frame in frames:
+            write_frame(scene, workload.baseline(buffers, result.image.shape[:2]), folder / f"{frame:04d}.png")
+    return write
 
 
 def _per_frame(report: dict) -> dict:
@@ -61,25 +74,15 @@ def bench_scene(name: str, frames: range, size: tuple[int, int], samples: int, o
     warm = range(frames.start - 1, frames.start)
     if warm.start < scene.frame_start:
         raise ValueError(f"bench frames must start after the scene's first frame {scene.frame_start}")
-    display = (size[1], size[0])
-
-    def baseline_writer(mode):
-        workload = get_workload(MODES[mode], k=2)
-
-        def write(frame, buffers, result):  # what the workload shows without its network
-            if frame in frames:
-                image = workload.baseline(buffers, display)
-                write_frame(scene, np.concatenate([image, np.ones((*display, 1), np.float32)], axis=2),
-                            out / name / f"{mode}_baseline" / f"{frame:04d}.png")
-        return write
-
     results = {}
     for mode in ("native", *modes):
         common = dict(mode=mode, scale=scale, policy=policy, overwrite=True, warmup=0)
         render_animation(scene, RenderJob(frames=warm, output=str(out / name / "_warm" / mode / "####"), **common),
                          show_progress=False)
         report = render_animation(scene, RenderJob(frames=frames, output=str(out / name / mode / "####"), **common),
-                                  show_progress=show_progress, on_frame=baseline_writer(mode) if MODES[mode] else None)
+                                  show_progress=show_progress,
+                                  on_frame=baseline_writer(scene, mode, out / name / f"{mode}_baseline", frames)
+                                  if MODES[mode] else None)
         results[mode] = {"per_frame": _per_frame(report), "report": report["report"],
                          "hit_rate": report["totals"]["hit_rate"], "decisions": [f["decision"] for f in report["frames"]]}
     native = results["native"]["per_frame"]
@@ -90,11 +93,11 @@ def bench_scene(name: str, frames: range, size: tuple[int, int], samples: int, o
         entry["ceiling"] = native["render_s"] / times["render_s"]
         entry["share_of_ceiling"] = entry["speedup"] / entry["ceiling"]
         entry["overhead_share_of_render"] = (times["total_s"] - times["render_s"]) / times["render_s"]
-        entry["flip_vs_native"] = float(np.mean([flip(_read_png(out / name / "native" / f"{f:04d}.png"),
-                                                      _read_png(out / name / mode / f"{f:04d}.png")).mean for f in frames]))
+        entry["flip_vs_native"] = float(np.mean([flip(read_png(out / name / "native" / f"{f:04d}.png"),
+                                                      read_png(out / name / mode / f"{f:04d}.png")).mean for f in frames]))
         entry["baseline"] = get_workload(MODES[mode]).fallback_name
-        entry["baseline_flip_vs_native"] = float(np.mean([flip(_read_png(out / name / "native" / f"{f:04d}.png"),
-                                                               _read_png(out / name / f"{mode}_baseline" / f"{f:04d}.png")).mean
+        entry["baseline_flip_vs_native"] = float(np.mean([flip(read_png(out / name / "native" / f"{f:04d}.png"),
+                                                               read_png(out / name / f"{mode}_baseline" / f"{f:04d}.png")).mean
                                                           for f in frames]))
     return {"scene": name, "frames": [frames.start, frames.stop - 1], "size": list(size), "samples": samples,
             "scale": scale, "policy": policy, "modes": results}
@@ -142,8 +145,8 @@ def measure_seam(name: str, frames: range, split: int, warmups=(0, 1, 3), size: 
         folder = out / f"chunk_warmup_{warmup}"
         render_animation(scene, RenderJob(frames=chunk, warmup=warmup, output=str(folder / "####"), **common),
                          show_progress=show_progress)
-        rows.append({"warmup": warmup, "flip": {f: flip(_read_png(out / "continuous" / f"{f:04d}.png"),
-                                                         _read_png(folder / f"{f:04d}.png")).mean for f in chunk}})
+        rows.append({"warmup": warmup, "flip": {f: flip(read_png(out / "continuous" / f"{f:04d}.png"),
+                                                         read_png(folder / f"{f:04d}.png")).mean for f in chunk}})
     result = {"scene": name, "frames": [frames.start, frames.stop - 1], "split": split, "size": size,
               "samples": samples, "mode": mode, "policy": policy, "rows": rows}
     atomic_write(out / "bench-seam.json", lambda tmp: tmp.write_text(json.dumps(result, indent=1) + "\n"))

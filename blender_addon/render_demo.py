@@ -15,24 +15,15 @@ import numpy as np
 
 from reframe_core.evaluation.metrics import flip
 from reframe_core.frames.buffers import atomic_write
-from reframe_core.workloads import get_workload
 
-from blender_addon.frame_output import write_frame
-from blender_addon.render_bench import library_scene
+from blender_addon.render_bench import baseline_writer, library_scene, read_png
 from blender_addon.render_loop import RenderJob, render_animation
-
-
-def _read_png(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"), np.float32) / 255.0
 
 
 def _side_by_side(paths: list[Path], out: Path) -> None:
     from PIL import Image
 
-    images = [_read_png(p) for p in paths]
+    images = [read_png(p) for p in paths]
     gap = np.ones((images[0].shape[0], 4, 3), np.float32)  # a white bar between the panels
     strip = np.concatenate([x for image in images for x in (image, gap)][:-1], axis=1)
     data = (np.clip(strip, 0, 1) * 255 + 0.5).astype(np.uint8)
@@ -44,25 +35,17 @@ def run_render_demo(scene_name: str = "slow_pan", frames: range = range(1, 7), s
                     out: str | Path = "out/demo", policy: str = "motion", show_progress: bool = True) -> dict:
     out = Path(out).absolute()
     scene = library_scene(scene_name, (size, size), samples)
-    workload = get_workload("ss")
-    display = (size, size)
-
-    def write_bicubic(frame, buffers, result):
-        path = out / "bicubic" / f"{frame:04d}.png"
-        image = workload.baseline(buffers, display)
-        write_frame(scene, np.concatenate([image, np.ones((*display, 1), np.float32)], axis=2), path)
-
     common = dict(frames=frames, overwrite=True, warmup=0)
     ss = render_animation(scene, RenderJob(mode="ss", policy=policy, output=str(out / "ss" / "####"),
                                            report=str(out / "ss" / "report.json"), **common),
-                          show_progress=show_progress, on_frame=write_bicubic)
+                          show_progress=show_progress, on_frame=baseline_writer(scene, "ss", out / "bicubic"))
     native = render_animation(scene, RenderJob(mode="native", output=str(out / "native" / "####"),
                                                report=str(out / "native" / "report.json"), **common),
                               show_progress=show_progress)
     rows = []
     for frame in frames:
         paths = [out / "bicubic" / f"{frame:04d}.png", out / "ss" / f"{frame:04d}.png", out / "native" / f"{frame:04d}.png"]
-        bicubic, ours, reference = (_read_png(p) for p in paths)
+        bicubic, ours, reference = (read_png(p) for p in paths)
         _side_by_side(paths, out / "side_by_side" / f"{frame:04d}.png")
         record = next(f for f in ss["frames"] if f["frame"] == frame)
         rows.append({"frame": frame, "decision": record["decision"],

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import bpy
 
-    from reframe_core.commands.render import job_arguments, run_job
+    from reframe_core.commands.render import build_library_scene, job_arguments, run_job
     from reframe_core.errors import ReframeError
 
     if argv is None:
@@ -53,11 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         if args.scene:
-            from scenes import get_scene
-
-            scene = get_scene(args.scene).build(args.seed)
-            if args.out is None:
-                args.out = f"out/render/{args.scene}/{args.mode}/####"
+            scene = build_library_scene(args.scene, args)
         else:
             if not bpy.data.filepath:
                 raise ReframeError("no .blend file is open: run 'blender -b FILE.blend -P render_in_blender.py -- ...' "

@@ -18,14 +18,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import bpy
-import numpy as np
 
 from reframe_core.errors import SettingsError
 from reframe_core.frames.buffers import atomic_write
@@ -105,6 +102,7 @@ class RenderReport:
     status: str = "running"
     session: dict | None = None
     wall_s: float = 0.0
+    placement: object = None  # the session's device placement, for the machine description
 
     def totals(self) -> dict:
         written = [f for f in self.frames if f.written]
@@ -126,22 +124,15 @@ class RenderReport:
 
     def as_dict(self) -> dict:
         return {"status": self.status, "job": self.job, "scene": self.scene, "totals": self.totals(),
-                "session": self.session, "machine": machine(), "skipped": self.skipped,
+                "session": self.session, "machine": machine(self.placement), "skipped": self.skipped,
                 "frames": [asdict(f) for f in self.frames], "wall_s": self.wall_s}
 
 
-def machine() -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "blender": bpy.app.version_string}
-    try:
-        import torch
+def machine(placement=None) -> dict:
+    """The bench's machine description (CPU, torch, GPU of ``placement``) plus the Blender version."""
+    from reframe_core.evaluation.bench import machine_info
 
-        info.update(torch=torch.__version__, threads=torch.get_num_threads())
-        if torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
-    return info
+    return {**machine_info(placement), "blender": bpy.app.version_string}
 
 
 def _digest(path: str | None) -> str | None:
@@ -295,7 +286,8 @@ def render_animation(scene, job: RenderJob, show_progress: bool = True, on_frame
         check_output_folder(scene, frames.start)
         report_path = Path(job.report) if job.report else default_report(scene, job, frames)
         done = finished_frames(scene, job, frames)
-        todo = [f for f in frames if f not in set(done)]
+        finished = set(done)
+        todo = [f for f in frames if f not in finished]
         wanted = set(todo)
         width, height = output_size(scene)
         key = job.settings_key(scene)
@@ -352,7 +344,7 @@ def render_animation(scene, job: RenderJob, show_progress: bool = True, on_frame
             if bar is not None:
                 bar.close()
             if session is not None:
-                report.session = session.stats()
+                report.session, report.placement = session.stats(), session.placement
                 session.close()
             scene.frame_set(original_frame)
             data = report.as_dict()
@@ -378,7 +370,7 @@ def _native_frame(scene, frame: int, key: dict | None) -> FrameRecord:
 
 def _network_frame(scene, frame, session, scratch, previous, width, height, key, on_frame):
     """Render, capture, step and (when ``key``) write one frame; returns (record, its buffers)."""
-    _camera_name(scene, frame)  # the frame's active camera (markers)
+    scene.frame_set(frame)  # the frame's active camera (markers) and its matrices
     # Only the cut matters for what to render (FE renders in full at cuts): hints without depth suffice here.
     cam = camera_data(scene, width, height, (0.0, 0.0))
     pre = cam.hints(previous.camera if previous is not None else None)
@@ -400,8 +392,7 @@ def _network_frame(scene, frame, session, scratch, previous, width, height, key,
     if key is not None:
         path = output_path(scene, frame)
         start = time.perf_counter()
-        rgba = np.concatenate([result.image, np.ones((*result.image.shape[:2], 1), np.float32)], axis=2)
-        write_frame(scene, rgba, path)
+        write_frame(scene, result.image, path)  # opaque: write_frame adds alpha 1 to an RGB image
         _record(path, key)
         record.written, record.write_s = str(path), time.perf_counter() - start
     return record, buffers

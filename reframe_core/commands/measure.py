@@ -220,8 +220,7 @@ def _bench_render(args) -> int:
           f"{args.samples} samples; seconds per written frame from the loop's reports (EEVEE's first render of each "
           f"mode not timed); ceiling = native render / this mode's render")
     m = result["machine"]
-    print(f"machine: {m['cpus']} CPUs, Blender {m['blender']}, torch {m.get('torch')} ({m.get('threads')} threads)"
-          + (f", {m['gpu']}" if "gpu" in m else ""))
+    print(f"machine: {m['cpu_count']} CPUs, Blender {m['blender']}, torch {m['torch']} ({m['torch_threads']} threads)")
     print(format_bench(result))
     print(f"wrote {args.out}/bench-render.json")
     return 0

@@ -87,15 +87,21 @@ def run_job(scene, args) -> int:
 def _render(args) -> int:
     job_from_args(args)  # bad settings fail before Blender loads anything
     from blender_addon.capture import open_blend
-    from scenes import get_scene
 
     if args.scene.endswith(".blend") or "/" in args.scene:
-        scene = open_blend(args.scene)
-    else:
-        scene = get_scene(args.scene).build(args.seed)
-        if args.out is None:
-            args.out = f"out/render/{args.scene}/{args.mode}/####"  # a built scene has no output path of its own
-    return run_job(scene, args)
+        return run_job(open_blend(args.scene), args)
+    return run_job(build_library_scene(args.scene, args), args)
+
+
+def build_library_scene(name: str, args):
+    """Build library scene ``name``; with no --out, its frames go to out/render/NAME/MODE/ (a built scene has no
+    output path of its own)."""
+    from scenes import get_scene
+
+    scene = get_scene(name).build(args.seed)
+    if args.out is None:
+        args.out = f"out/render/{name}/{args.mode}/####"
+    return scene
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

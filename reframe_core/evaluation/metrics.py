@@ -65,3 +65,12 @@ def psnr(reference, test, peak: float = 1.0) -> float:
         raise SettingsError(f"reference and test differ in shape: {ref.shape} vs {tst.shape}")
     mse = float(np.mean((ref - tst) ** 2))
     return float("inf") if mse == 0 else 10.0 * np.log10(peak ** 2 / mse)
+
+
+def summarize(flips: list[float], psnrs: list[float]) -> dict:
+    """Per-frame FLIP and PSNR of one method over a sequence: mean and 95th-percentile FLIP, mean PSNR (NaN for
+    no frames)."""
+    if not flips:
+        return {"flip_mean": float("nan"), "flip_p95": float("nan"), "psnr_mean": float("nan")}
+    return {"flip_mean": float(np.mean(flips)), "flip_p95": float(np.percentile(flips, 95)),
+            "psnr_mean": float(np.mean(psnrs))}

@@ -201,7 +201,7 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
     extrapolated frames then get their G-buffers and motion from that cheap pass (1 sample: aliased), as
     they would in Blender, instead of from the full render's (anti-aliased) passes.
     """
-    from reframe_core.evaluation.metrics import flip, psnr, tonemap_ldr
+    from reframe_core.evaluation.metrics import flip, psnr, summarize, tonemap_ldr
     from reframe_core.frames.dataset import Dataset
 
     data = Dataset.open(root)
@@ -234,10 +234,7 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
     report = {"dataset": str(root), "k": k, "extrapolated_frames": len(rows["network"]),
               "gbuffers": "cheap pass" if cheap is not None else "full render", "cheap_dataset": cheap_root}
     for name, values in rows.items():
-        flips = [v[0] for v in values]
-        report[name] = {"flip_mean": float(np.mean(flips)) if flips else float("nan"),
-                        "flip_p95": float(np.percentile(flips, 95)) if flips else float("nan"),
-                        "psnr_mean": float(np.mean([v[1] for v in values])) if values else float("nan")}
+        report[name] = summarize([v[0] for v in values], [v[1] for v in values])
     report["flip_reduction_vs_reprojection"] = 1 - report["network"]["flip_mean"] / report["reprojection"]["flip_mean"]
     return report
 

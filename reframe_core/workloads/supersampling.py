@@ -107,7 +107,7 @@ def evaluate_supersampling(model, root: str, scale: float = 2.0) -> dict:
     """Run ``model`` (a SupersamplingNet or a CachedModel of one) over a dataset; the network's display-resolution
     output and the bicubic up-sampling of the same jittered low-res frame, both against the native scale-1 render:
     FLIP (LDR), PSNR of the tonemapped images and temporal instability."""
-    from reframe_core.evaluation.metrics import flip, psnr, tonemap_ldr
+    from reframe_core.evaluation.metrics import flip, psnr, summarize, tonemap_ldr
     from reframe_core.evaluation.quality import temporal_instability
     from reframe_core.frames.dataset import Dataset
 
@@ -134,9 +134,7 @@ def evaluate_supersampling(model, root: str, scale: float = 2.0) -> dict:
         previous = low
     report = {"dataset": str(root), "frames": len(frames), "scale": scale}
     for name, rows in per_method.items():
-        flips = [r[0] for r in rows]
-        report[name] = {"flip_mean": float(np.mean(flips)), "flip_p95": float(np.percentile(flips, 95)),
-                        "psnr_mean": float(np.mean([r[1] for r in rows])),
+        report[name] = {**summarize([r[0] for r in rows], [r[1] for r in rows]),
                         "instability": temporal_instability([r[2] for r in rows], truth_tm, motions)}
     report["flip_reduction_vs_bicubic"] = 1 - report["network"]["flip_mean"] / report["bicubic"]["flip_mean"]
     return report
