@@ -107,9 +107,11 @@ def run_render_bench(scenes, frames: range, size, samples: int, out, modes=("ss"
                      policy: str = "motion", show_progress: bool = False) -> dict:
     out = Path(out).absolute()
     runs = [bench_scene(name, frames, tuple(size), samples, out, modes, scale, policy, show_progress) for name in scenes]
-    from blender_addon.render_loop import machine
+    import bpy
 
-    result = {"runs": runs, "machine": machine()}
+    from reframe_core.evaluation.bench import machine_info
+
+    result = {"runs": runs, "machine": {**machine_info(), "blender": bpy.app.version_string}}
     atomic_write(out / "bench-render.json", lambda tmp: tmp.write_text(json.dumps(result, indent=1) + "\n"))
     return result
 

@@ -11,6 +11,9 @@ Blender runs its own Python, so this script puts the project on ``sys.path``: th
 ``os.pathsep``-separated for several) or else the project's ``.venv`` built by ``make install``. They are
 appended, so Blender's own modules (its numpy) come first; Blender's Python must be the same minor version as
 that environment's (3.11 for Blender 4.1 - 5.0 and Debian's 3.4).
+
+With ``--runtime server`` the network runs in a server process started from ``--server-python`` (default:
+``REFRAME_PYTHON``, else the project's ``.venv/bin/python``), and torch is never imported inside Blender.
 """
 import glob
 import os
@@ -51,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help or a bad option: argparse has printed why
         return int(exc.code or 0)
+    if args.runtime == "server" and not args.server_python:
+        # Blender's own Python has no torch: the server starts from the project's environment.
+        args.server_python = os.environ.get("REFRAME_PYTHON") or str(ROOT / ".venv" / "bin" / "python")
     try:
         if args.scene:
             scene = build_library_scene(args.scene, args)

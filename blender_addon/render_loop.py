@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,10 +57,19 @@ class RenderJob:
     device: str = "cpu"
     precision: str = "fp32"
     weights: str | None = None
+    runtime: str = "inprocess"  # where the network runs: "inprocess" or "server" (bridge.connect)
+    server_python: str | None = None  # the Python that starts a server (default: this one)
+    server_address: str | None = None  # a running server's socket (default: the per-user one)
+    fallback: bool = False  # frames the runtime cannot produce show the baseline (flagged) instead of stopping
+    timeout: float | None = None  # seconds one runtime call may take (default: the bridge's)
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise SettingsError(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
+        from bridge.runtime import TRANSPORTS
+
+        if self.runtime not in TRANSPORTS:
+            raise SettingsError(f"unknown runtime {self.runtime!r}: use one of {', '.join(TRANSPORTS)}")
         if self.warmup < 0:
             raise SettingsError(f"--warmup must be 0 or more frames, got {self.warmup}")
 
@@ -83,7 +94,7 @@ class FrameRecord:
     frame: int
     written: str | None  # the file, or None for a warm-up frame
     rendered: str  # what EEVEE rendered
-    decision: str  # "refresh", "hit", "uncached", "rendered" (shown as rendered), "native"
+    decision: str  # "refresh", "hit", "uncached", "rendered" (shown as rendered), "fallback", "native"
     reason: str
     cut: bool
     render_s: float
@@ -102,7 +113,7 @@ class RenderReport:
     status: str = "running"
     session: dict | None = None
     wall_s: float = 0.0
-    placement: object = None  # the session's device placement, for the machine description
+    machine: dict | None = None  # where the network ran (the runtime's machine), plus Blender
 
     def totals(self) -> dict:
         written = [f for f in self.frames if f.written]
@@ -120,19 +131,14 @@ class RenderReport:
                 "network_s": total("network_ms", self.frames) / 1e3, "write_s": total("write_s", self.frames),
                 "network_frames": len(network), "hit_rate": hits / len(network) if network else None,
                 "fallbacks": sum(f.fallback for f in self.frames),
+                "fallback_frames": [f.frame for f in self.frames if f.fallback],
                 "seconds_per_written_frame": self.wall_s / len(written) if written else None}
 
     def as_dict(self) -> dict:
         return {"status": self.status, "job": self.job, "scene": self.scene, "totals": self.totals(),
-                "session": self.session, "machine": machine(self.placement), "skipped": self.skipped,
+                "session": self.session, "machine": {**(self.machine or {}), "blender": bpy.app.version_string},
+                "skipped": self.skipped,
                 "frames": [asdict(f) for f in self.frames], "wall_s": self.wall_s}
-
-
-def machine(placement=None) -> dict:
-    """The bench's machine description (CPU, torch, GPU of ``placement``) plus the Blender version."""
-    from reframe_core.evaluation.bench import machine_info
-
-    return {**machine_info(placement), "blender": bpy.app.version_string}
 
 
 def _digest(path: str | None) -> str | None:
@@ -268,6 +274,18 @@ class _OutputPath:
         self.scene.render.filepath = self.saved
 
 
+def open_runtime(job: RenderJob):
+    """The job's runtime (:func:`bridge.connect`): in this process, or a server (started here if none runs)."""
+    from bridge.runtime import connect
+
+    if job.runtime == "inprocess":
+        return connect("inprocess", fallback=job.fallback)
+    options = {"python": job.server_python, "address": job.server_address}
+    if job.timeout is not None:
+        options["timeout"] = job.timeout
+    return connect("server", fallback=job.fallback, **{k: v for k, v in options.items() if v is not None})
+
+
 def default_report(scene, job: RenderJob, frames: range) -> Path:
     return output_path(scene, frames.start).parent / f"reframe-{job.mode}-{frames.start:04d}-{frames.stop - 1:04d}.json"
 
@@ -291,12 +309,16 @@ def render_animation(scene, job: RenderJob, show_progress: bool = True, on_frame
         wanted = set(todo)
         width, height = output_size(scene)
         key = job.settings_key(scene)
-        session = None
+        session = runtime = None
         if job.workload is not None and todo:
-            from reframe_core.runtime.session import open_session
-
-            session = open_session(job.workload, display_size=(height, width), scale=job.scale, policy=job.policy,
-                                   k=job.k, device=job.device, precision=job.precision, weights=job.weights)
+            runtime = open_runtime(job)
+            try:
+                session = runtime.open_session(job.workload, display_size=(height, width), scale=job.scale,
+                                               policy=job.policy, k=job.k, device=job.device,
+                                               precision=job.precision, weights=job.weights)
+            except BaseException:
+                runtime.close()
+                raise
         report = RenderReport(job={**{k: v for k, v in asdict(job).items() if k != "frames"},
                                    "frames": [frames.start, frames.stop - 1]},
                               scene={"name": scene.name, "file": bpy.data.filepath or None,
@@ -344,8 +366,12 @@ def render_animation(scene, job: RenderJob, show_progress: bool = True, on_frame
             if bar is not None:
                 bar.close()
             if session is not None:
-                report.session, report.placement = session.stats(), session.placement
+                report.session, report.machine = session.stats(), runtime.machine()
                 session.close()
+                runtime.close()
+            else:  # native (no network): the machine that rendered
+                report.machine = {"platform": platform.platform(), "python": platform.python_version(),
+                                  "cpu_count": os.cpu_count()}
             scene.frame_set(original_frame)
             data = report.as_dict()
             data["report"] = str(report_path)
@@ -384,7 +410,8 @@ def _network_frame(scene, frame, session, scratch, previous, width, height, key,
     result = session.step(buffers, hints)
     if on_frame is not None:
         on_frame(frame, buffers, result)
-    decision = ("rendered" if not result.network_ran else
+    decision = ("fallback" if result.fallback and not result.network_ran else
+                "rendered" if not result.network_ran else
                 "uncached" if result.refreshed is None else "refresh" if result.refreshed else "hit")
     record = FrameRecord(frame, None, request.describe(), decision, result.reason, hints.cut, timings.render_s,
                          capture_s=timings.save_s + timings.read_s, network_ms=result.network_ms,

@@ -1,5 +1,4 @@
 """The runtime session (open_session / step / stats / close) on real captured frames (tiny_dataset)."""
-import dataclasses
 
 import numpy as np
 import pytest
@@ -75,6 +74,33 @@ def test_fe_session_renders_every_kth_frame_in_full(tiny_dataset):
     assert [r.network_ran for r in results] == [False, True, False, True, False, True]
     np.testing.assert_array_equal(results[0].image, frames[0].color.astype(np.float32))
     assert session.stats()["network_frames"] == 3 and session.stats()["refreshes"] == 1
+
+
+@pytest.mark.parametrize("policy", [None, "every:2"])
+def test_fe_runs_at_display_sizes_that_are_not_multiples_of_8(policy):
+    """ExtraNet down-samples three times; the runner pads its inputs (1366x768 laptops, 12x12 crops) and crops
+    the output. Without the padding the network's skip connections do not line up and step() raises."""
+    from bridge.bench import synthetic_frames
+
+    for size in [(12, 12), (20, 16), (64, 100)]:
+        session = open_session("fe", display_size=size, policy=policy, k=2)
+        previous = None
+        for frame in synthetic_frames(4, size):
+            result = session.step(frame, frame.hints(previous))
+            previous = frame
+        assert result.network_ran and result.image.shape == (*size, 3) and np.isfinite(result.image).all()
+
+
+def test_frames_of_another_size_than_the_session_renders_are_refused():
+    from bridge.bench import synthetic_frames
+
+    from reframe_core.frames.buffers import FrameError
+
+    session = open_session("ss", display_size=(32, 32), policy=None)
+    with pytest.raises(FrameError, match=r"the buffers are 8x8, but this session takes 16x16 \(display 32x32 at scale 2\)"):
+        session.step(synthetic_frames(1, (8, 8))[0])
+    with pytest.raises(SettingsError, match="at least 8 pixels per side"):
+        open_session("ss", display_size=(12, 12), scale=2.0)
 
 
 def test_bad_settings_are_one_clear_error():

@@ -43,6 +43,19 @@ def job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
     parser.add_argument("--weights", help="a weights file (default: the shipped weights for the mode and scale)")
+    parser.add_argument("--runtime", choices=("inprocess", "server"), default="inprocess",
+                        help="where the network runs: in this process, or in a runtime server (reframe-blender "
+                             "serve; started here from --server-python when none is running) -- same frames either "
+                             "way (default inprocess)")
+    parser.add_argument("--server-python", metavar="PYTHON",
+                        help="the Python executable that starts the server: the project environment's, with torch "
+                             "(default: this Python)")
+    parser.add_argument("--server", metavar="ADDRESS", help="a running server's socket (default: the per-user one)")
+    parser.add_argument("--fallback", action="store_true",
+                        help="when the runtime cannot produce a frame (server died or hung, broken input), write the "
+                             "baseline (bicubic / the full render) and mark it in the report, instead of stopping")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="how long one runtime call may take before the server counts as hung (default 120)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -52,7 +65,8 @@ def job_from_args(args):
     return RenderJob(mode=args.mode, scale=args.scale, policy=policy_or_none(args.policy), k=args.k,
                      frames=parse_frames(args.frames) if args.frames else None, warmup=args.warmup, output=args.out,
                      overwrite=args.overwrite, report=args.report, device=args.device, precision=args.precision,
-                     weights=args.weights)
+                     weights=args.weights, runtime=args.runtime, server_python=args.server_python,
+                     server_address=args.server, fallback=args.fallback, timeout=args.timeout)
 
 
 def summary(report: dict) -> str:
@@ -64,10 +78,22 @@ def summary(report: dict) -> str:
         lines.append(f"per frame stepped: render {t['render_s'] / n:.2f} s, capture {t['capture_s'] / n:.3f} s, "
                      f"network {t['network_s'] / n:.3f} s, write {t['write_s'] / max(t['written'], 1):.3f} s per written frame")
     if t["hit_rate"] is not None:
-        lines.append(f"network ran on {t['network_frames']} frames, cache hit rate {t['hit_rate']:.0%}"
-                     + (f", {t['fallbacks']} fell back to the baseline (non-finite output)" if t["fallbacks"] else ""))
+        lines.append(f"network ran on {t['network_frames']} frames, cache hit rate {t['hit_rate']:.0%}")
+    if t["fallbacks"]:
+        lines.append(f"{t['fallbacks']} frames show the baseline instead of the network (frames "
+                     f"{_ranges(t['fallback_frames'])}): see the reasons in the report")
     lines.append(f"report: {report['report']}")
     return "\n".join(lines)
+
+
+def _ranges(frames: list[int]) -> str:
+    parts, start = [], None
+    for i, f in enumerate(frames):
+        start = f if start is None else start
+        if i + 1 == len(frames) or frames[i + 1] != f + 1:
+            parts.append(str(start) if start == f else f"{start}-{f}")
+            start = None
+    return ", ".join(parts)
 
 
 def run_job(scene, args) -> int:

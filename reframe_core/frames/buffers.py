@@ -64,6 +64,10 @@ class CameraData:
                            scene_depth=scene_depth, camera_name=self.name)
 
 
+class FrameError(ReframeError, ValueError):
+    """A frame's buffers are unusable (shapes that disagree, NaN/Inf values); the message names the array."""
+
+
 @dataclass
 class FrameBuffers:
     """Everything captured for one frame at one resolution (see the module docstring for conventions)."""
@@ -83,6 +87,29 @@ class FrameBuffers:
     def size(self) -> tuple[int, int]:
         """(height, width)."""
         return self.color.shape[:2]
+
+    # array -> its shape in channels after (H, W); jitter is (2,)
+    CHANNELS = {"color": 3, "alpha": None, "depth": None, "normal": 3, "albedo": 3, "motion_prev": 2, "motion_next": 2}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The pixel arrays and the jitter by name (what the bridge puts in shared memory)."""
+        return {**{name: getattr(self, name) for name in self.CHANNELS}, "jitter": np.asarray(self.jitter)}
+
+    def check(self) -> None:
+        """Shapes that agree and values that are finite, or one :class:`FrameError` naming the array: a NaN
+        that reaches the network spreads through its history into every later frame."""
+        h, w = self.color.shape[:2] if self.color.ndim == 3 else (0, 0)
+        for name, array in self.arrays().items():
+            channels = self.CHANNELS.get(name, "jitter")
+            expected = (2,) if channels == "jitter" else (h, w) if channels is None else (h, w, channels)
+            if array.shape != expected:
+                raise FrameError(f"frame {self.camera.frame}: {name} has shape {array.shape}, expected {expected} "
+                                 f"(colour is {self.color.shape}): every pass must come from the same render")
+            bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+            if bad:
+                raise FrameError(f"frame {self.camera.frame}: {name} holds {bad} NaN or infinite values (of "
+                                 f"{array.size}); the render produced broken pixels: check the scene's materials "
+                                 f"(a division by zero in a shader) and render the frame again")
 
     def scene_depth(self) -> float | None:
         """Median depth of the covered pixels: the representative view distance used by the motion policy."""

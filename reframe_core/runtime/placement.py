@@ -23,13 +23,21 @@ class Placement:
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise SettingsError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise SettingsError(f"device {self.device!r} asked for, but this torch build sees no CUDA GPU "
-                             f"(torch {torch.__version__}); use --device cpu")
-        try:
-            torch.device(self.device)
-        except RuntimeError:
-            raise SettingsError(f"unknown device {self.device!r}: use cpu, cuda or cuda:N") from None
+        if self.device == "auto":  # the GPU when there is one
+            object.__setattr__(self, "device", "cuda" if torch.cuda.is_available() else "cpu")
+        kind, colon, index = self.device.partition(":")
+        # Only what the networks were checked on: torch.device() also accepts mps, xla, meta, cpu:1 ..., which
+        # fail (or silently do nothing) later, inside the network.
+        if kind not in ("cpu", "cuda") or (colon and (kind == "cpu" or not index.isdigit())):
+            raise SettingsError(f"unknown device {self.device!r}: use cpu, cuda, cuda:N or auto")
+        if kind == "cuda":
+            if not torch.cuda.is_available():
+                raise SettingsError(f"device {self.device!r} asked for, but this torch build sees no CUDA GPU "
+                                    f"(torch {torch.__version__}); use --device cpu")
+            if colon and int(index) >= torch.cuda.device_count():
+                raise SettingsError(f"device {self.device!r} asked for, but this machine has "
+                                    f"{torch.cuda.device_count()} CUDA GPU(s): use cuda:0 .. "
+                                    f"cuda:{torch.cuda.device_count() - 1}")
 
     @property
     def dtype(self) -> torch.dtype:

@@ -13,14 +13,16 @@ Small and data-only on purpose, so that the bridge can serve exactly this interf
 """
 from __future__ import annotations
 
+import gc
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from reframe_core.errors import SettingsError
-from reframe_core.frames.buffers import FrameBuffers
+from reframe_core.frames.buffers import FrameBuffers, FrameError
 from reframe_core.frames.hints import CameraHints
 from reframe_core.workloads.base import RenderRequest
 
@@ -28,6 +30,7 @@ from reframe_core.workloads.base import RenderRequest
 # Frames a render loop steps (not written) before the first frame it writes, so that history and cache are as
 # warm as in an uninterrupted run: the chunk seam this leaves is measured in README ("Resume and farm chunks").
 DEFAULT_WARMUP = 3
+MIN_INPUT = 8  # pixels per side of a rendered frame: the networks' down-sampling needs at least this
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,14 @@ class Session:
             parse_policy(settings.policy)  # a bad spec fails before the weights load
         self.settings = settings
         self.workload = get_workload(settings.workload, k=settings.k)
+        # The frame sizes step() accepts: what next_render() asks for, full or not.
+        self.input_sizes = {self.workload.render_request(settings.scale, full).input_size(settings.display_size)
+                            for full in (False, True)}
+        if min(min(size) for size in self.input_sizes) < MIN_INPUT:
+            raise SettingsError(f"display {settings.display_size[1]}x{settings.display_size[0]} at scale "
+                                f"{settings.scale:g} renders frames of "
+                                f"{' or '.join(f'{w}x{h}' for h, w in sorted(self.input_sizes))}: the network needs "
+                                f"at least {MIN_INPUT} pixels per side (a lower scale or a larger display)")
         self.placement = Placement(settings.device, settings.precision, settings.channels_last)
         model, self.payload = self.workload.load(settings.weights, settings.scale)
         model = self.placement.model(model)
@@ -116,6 +127,13 @@ class Session:
     def step(self, buffers: FrameBuffers, hints: CameraHints | None = None) -> FrameResult:
         if self._closed:
             raise SettingsError("this session is closed: open a new one with open_session(...)")
+        buffers.check()
+        if tuple(buffers.size) not in self.input_sizes:
+            h, w = buffers.size
+            wanted = " or ".join(f"{x}x{y}" for y, x in sorted(self.input_sizes))
+            raise FrameError(f"frame {buffers.camera.frame}: the buffers are {w}x{h}, but this session takes {wanted} "
+                             f"(display {self.settings.display_size[1]}x{self.settings.display_size[0]} at scale "
+                             f"{self.settings.scale:g}): render each frame as next_render() asks")
         start = time.perf_counter()
         shown = self.runner.step(buffers, hints)
         self.placement.synchronize()
@@ -125,7 +143,7 @@ class Session:
         if shown.network_ran and not np.isfinite(image).all():
             # A broken output must not reach the file or the history: show the baseline, start over.
             baseline = np.asarray(self.workload.baseline(buffers, self.settings.display_size), np.float32)
-            image = np.nan_to_num(baseline, nan=0.0, posinf=0.0, neginf=0.0)  # broken inputs too: never write NaN
+            image = np.nan_to_num(baseline, nan=0.0, posinf=0.0, neginf=0.0)  # never write NaN
             self.runner.reset()
             fallback = True
         stats = self._stats
@@ -153,9 +171,19 @@ class Session:
         self._closed = True
         self.runner = self.model = None
         if self.placement.is_cuda:
-            import torch
+            release_device_memory()
 
-            torch.cuda.empty_cache()
+
+def release_device_memory() -> int | None:
+    """Give torch's cached CUDA memory back to the device (call after closing sessions); the bytes freed, or None
+    without CUDA. Never imports torch: where it was never loaded there is nothing to free."""
+    gc.collect()  # a closed session's tensors may still sit in reference cycles
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available():
+        return None
+    before = torch.cuda.memory_reserved()
+    torch.cuda.empty_cache()
+    return before - torch.cuda.memory_reserved()
 
 
 def open_session(workload: str = "ss", **settings) -> Session:

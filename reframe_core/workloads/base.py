@@ -33,6 +33,11 @@ class RenderRequest:
     jitter: bool  # offset the samples by the frame's Halton jitter (camera shift)
     cheap: bool  # the cheap G-buffer pass (no shadows, no raytracing) instead of a full render
 
+    def input_size(self, display_size: tuple[int, int]) -> tuple[int, int]:
+        """(height, width) of the frame to render for a display of ``display_size`` (rounded as the capture
+        rounds the render resolution)."""
+        return max(1, round(display_size[0] / self.scale)), max(1, round(display_size[1] / self.scale))
+
     def describe(self) -> str:
         kind = "cheap G-buffer pass" if self.cheap else "full render"
         size = f" at 1/{self.scale:g}" if self.scale != 1 else ""

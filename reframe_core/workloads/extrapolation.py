@@ -107,6 +107,28 @@ def fe_inputs(history: list[torch.Tensor], masks: list[torch.Tensor], motion: to
     return x, feature, mask.repeat(1, 6, 1, 1), his
 
 
+SIZE_MULTIPLE = 8  # ExtraNet down-samples three times: it takes sides that are multiples of 8
+
+
+def padded_size(size: tuple[int, int]) -> tuple[int, int]:
+    return tuple(-(-int(side) // SIZE_MULTIPLE) * SIZE_MULTIPLE for side in size)
+
+
+def pad_inputs(inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """The network's inputs padded (edge pixels repeated) to sides that are multiples of 8, so that any frame
+    size runs (1366x768, say); the caller crops the output back."""
+    h, w = inputs[0].shape[-2:]
+    ph, pw = (p - s for p, s in zip(padded_size((h, w)), (h, w)))
+    if not ph and not pw:
+        return inputs
+    out = []
+    for t in inputs:
+        flat = t.reshape(-1, *t.shape[-3:]) if t.ndim == 5 else t  # replicate padding takes 4-D tensors
+        flat = torch.nn.functional.pad(flat, (0, pw, 0, ph), mode="replicate")
+        out.append(flat.reshape(*t.shape[:-2], h + ph, w + pw))
+    return tuple(out)
+
+
 class Extrapolator:
     """Shows a sequence where every ``k``-th frame is rendered and the others are extrapolated.
 
@@ -171,8 +193,8 @@ class Extrapolator:
             while len(history) < 3:  # fewer than three frames since the start or a cut: repeat the oldest
                 history.insert(0, history[0])
                 masks.insert(0, masks[0])
-            inputs = self.placement.inputs(fe_inputs(history, masks, motion, self._history[-1].motion_next,
-                                                     feature_tensor(frame).to(device)))
+            inputs = self.placement.inputs(pad_inputs(fe_inputs(history, masks, motion, self._history[-1].motion_next,
+                                                                feature_tensor(frame).to(device))))
             call_hints = hints
             if self._cut_pending:  # set only by a cut, so hints exist here
                 self._cut_pending = False
@@ -182,7 +204,7 @@ class Extrapolator:
                     signal = self.model(*inputs, hints=call_hints)
                 else:
                     signal = self.model(*inputs)
-                signal = signal.float().clamp(min=0)
+                signal = signal[..., :motion.shape[-2], :motion.shape[-1]].float().clamp(min=0)
             shown = decode(signal, albedo, self.space)
         self._history.append(_Shown(signal, torch.ones_like(signal[:, :1]), to_tensor(frame.motion_next).to(device)))
         self._index += 1
@@ -289,7 +311,7 @@ class ExtrapolationWorkload(Workload):
     def example_inputs(self, model, display_size, frame: FrameBuffers | None = None, scale: float = 1.0) -> tuple:
         from reframe_core.networks import get_network
 
-        h, w = display_size
+        h, w = padded_size(display_size)  # what the runner calls the network with (pad_inputs)
         return get_network(self.arch).example_inputs(h, w, channels=network_of(model).n_channels)
 
     def baseline(self, frame: FrameBuffers, display_size) -> np.ndarray:
