@@ -1,8 +1,9 @@
 """``reframe-blender bench-bridge``: what the server transport costs per frame, and whether it leaks.
 
 * Round trip: the same SS frames (display size, low-res buffers in, display image back) stepped uncached in
-  process and through a server this command starts; the transport's cost is the difference of the medians,
-  set against the in-process step (the network's inference at that size). The frames are synthetic (random
+  process and through a server this command starts, in turn; the transport's cost is measured per frame (the
+  client's call minus the server's time in it, plus the server's copies from and to shared memory) and set
+  against the in-process step (the network's inference at that size). The frames are synthetic (random
   values, a panning camera): what the transport copies and checks does not depend on the picture.
 * Soak: many frames through one server session, the server's resident memory after a warm-up and at the end,
   and the bridge segments left in ``/dev/shm`` after the client closes.

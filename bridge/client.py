@@ -90,11 +90,23 @@ class ServerRuntime:
             sock, token = self._start_server()
         except PermissionError as exc:
             raise BridgeError(f"not allowed to connect to {self.address} ({exc}): it belongs to another user") from exc
+        except OSError as exc:  # a connect that timed out (a full backlog), an unreachable port
+            raise ServerUnavailable(f"cannot connect to the runtime server at {self.address}: {exc}") from exc
+        if sock.family == getattr(socket, "AF_UNIX", None) and hasattr(os, "getuid"):
+            uid = protocol.peer_uid(sock)
+            if uid is not None and uid != os.getuid():  # frames are the user's: never hand them to another user
+                sock.close()
+                raise BridgeError(f"the server at {self.address} runs as uid {uid}, not as this user "
+                                  f"({os.getuid()}): refusing to send it frames")
         self.sock, self.broken = sock, None
         self.generation += 1
-        self.server = self._call({"op": "hello", "version": protocol.PROTOCOL_VERSION,
-                                  "client": f"python {sys.version.split()[0]} pid {os.getpid()}", "token": token},
-                                 self.timeout)
+        try:
+            self.server = self._call({"op": "hello", "version": protocol.PROTOCOL_VERSION,
+                                      "client": f"python {sys.version.split()[0]} pid {os.getpid()}", "token": token},
+                                     self.timeout)
+        except BaseException:
+            self._kill()  # a server started for this client must not linger after a failed handshake
+            raise
 
     def _start_server(self) -> tuple[socket.socket, str | None]:
         if not Path(self.python).exists():
@@ -140,7 +152,10 @@ class ServerRuntime:
         if self.process is not None:
             if self.process.poll() is None:
                 self.process.kill()
-            self.process.wait(timeout=30)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # stuck in the GPU driver: the OS reaps it when it can
+                pass
             self.process = None
 
     def _why_down(self) -> str:
@@ -154,17 +169,23 @@ class ServerRuntime:
 
     def _call(self, message: dict, timeout: float) -> dict:
         op = message["op"]
+        try:
+            data = protocol.encode_message(message)
+        except ValueError as exc:  # NaN/Inf in the camera or hints: this frame's fault, the server is fine
+            raise FrameError(f"'{op}' carries a NaN or infinite number (camera matrices, hints): {exc}") from exc
         with self._lock:
             if self.broken:
                 raise ServerUnavailable(self.broken)
             try:
                 self.sock.settimeout(timeout)
-                protocol.send_message(self.sock, message)
+                self.sock.sendall(data)
                 reply = protocol.receive_reply(self.sock)
             except socket.timeout:
                 self._broke(f"the runtime server did not answer '{op}' within {timeout:g} s (hung or overloaded)")
-            except (OSError, ValueError) as exc:
+            except OSError as exc:
                 self._broke(f"the runtime server {self._why_down()} during '{op}' ({exc})")
+            except BridgeError as exc:  # a reply that is not one: the stream is out of step for good
+                self._broke(f"the runtime server broke the protocol during '{op}': {exc}")
         if not reply["ok"]:
             raise _remote_error(reply)
         return reply
@@ -190,7 +211,7 @@ class ServerRuntime:
         if self.broken and self.start and self.restarts < self.max_restarts:
             try:
                 self.restart()
-            except BridgeError as exc:
+            except (BridgeError, OSError, subprocess.SubprocessError) as exc:
                 self.broken = f"restart failed: {exc}"
 
     # --- API ----------------------------------------------------------------------------------------------
@@ -200,6 +221,7 @@ class ServerRuntime:
             raise SettingsError(f"unknown session settings {', '.join(sorted(unknown))}")
         if "display_size" in settings:
             settings["display_size"] = [int(v) for v in settings["display_size"]]
+        self.ensure_connected()
         session = RemoteSession(self, {"workload": workload, **settings})
         self.sessions.append(session)
         return session
@@ -209,10 +231,12 @@ class ServerRuntime:
                 "started_here": self.process is not None, "restarts": self.restarts}
 
     def status(self) -> dict:
+        self.ensure_connected()
         return self._call({"op": "status"}, self.timeout)
 
     def machine(self) -> dict:
         try:
+            self.ensure_connected()
             return {**self._call({"op": "machine"}, self.timeout)["machine"], "runtime": "server"}
         except BridgeError as exc:
             return {"unavailable": str(exc)}
@@ -221,7 +245,7 @@ class ServerRuntime:
         """Give back the device memory: a server this client started stops (every byte returns to the device,
         the CUDA context too) and starts again on the next call; a shared server closes this client's sessions
         and empties its cache."""
-        if self.process is not None:
+        if self.process is not None and not self._others_connected():
             for session in self.sessions:
                 session._forget()  # noqa: SLF001
             self._stop_own_server()
@@ -233,13 +257,27 @@ class ServerRuntime:
         return {"closed": reply["closed"], "cuda_bytes_freed": reply["cuda_bytes_freed"]}
 
     def ensure_connected(self) -> None:
-        """Reconnect after :meth:`release` (a new server if this client had started one)."""
+        """Reconnect after :meth:`release` (a new server if this client had started one), or after a failure
+        (:meth:`_recover`)."""
         if self.broken == "released":
             if self.sock is not None:
                 self.sock.close()
-            self._connect()
+            try:
+                self._connect()
+            except (BridgeError, OSError, subprocess.SubprocessError) as exc:
+                self.restarts += 1  # a start that fails counts as a failed restart: no retry on every frame
+                self.broken = f"restart failed: {exc}"
+                raise ServerUnavailable(self.broken) from exc
         else:
             self._recover()
+
+    def _others_connected(self) -> bool:
+        if self.broken:
+            return False
+        try:
+            return self._call({"op": "status"}, self.timeout)["clients"] > 1
+        except BridgeError:
+            return False
 
     def _stop_own_server(self) -> None:
         if self.process is None:
@@ -250,8 +288,7 @@ class ServerRuntime:
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            self._kill()
         self.process = None
 
     def close(self) -> None:
@@ -259,13 +296,8 @@ class ServerRuntime:
         idle timeout stops it later)."""
         for session in list(self.sessions):
             session.close()
-        if self.process is not None:
-            try:
-                others = self.status()["clients"] > 1
-            except BridgeError:
-                others = False
-            if not others:
-                self._stop_own_server()
+        if self.process is not None and not self._others_connected():
+            self._stop_own_server()
         if self.sock is not None:
             self.sock.close()
         self.broken = "closed"
@@ -286,6 +318,13 @@ def _remote_error(reply: dict) -> Exception:
     return RemoteError(f"runtime server: {message}", kind)
 
 
+def _attach(name: str):
+    try:
+        return segments.attach(name)
+    except FileNotFoundError as exc:  # unlinked between the reply and now: the server went away
+        raise ServerUnavailable(f"the runtime server's shared memory segment {name} is gone ({exc})") from exc
+
+
 class RemoteSession(ClientSession):
     """A session in the server process; its frames travel through two shared memory segments the server owns."""
 
@@ -301,7 +340,7 @@ class RemoteSession(ClientSession):
         runtime = self.runtime
         reply = runtime._call({"op": "open", "settings": self.settings}, runtime.start_timeout)  # noqa: SLF001
         self.id, self.generation = int(reply["session"]), runtime.generation
-        self.output = segments.attach(reply["output"])
+        self.output = _attach(reply["output"])
         self.fallback_request = RenderRequest(**reply["fallback_request"])
         self.placement_info = reply.get("placement")
 
@@ -335,7 +374,8 @@ class RemoteSession(ClientSession):
             reply = runtime._call({"op": "buffers", "session": self.id, "nbytes": nbytes}, runtime.timeout)  # noqa: SLF001
             if self.input is not None:
                 self.input.close()
-            self.input = segments.attach(reply["input"])
+                self.input = None
+            self.input = _attach(reply["input"])
         segments.write_arrays(self.input, slots, arrays)
         reply = runtime._call({"op": "step", "session": self.id, "layout": [s.to_dict() for s in slots],  # noqa: SLF001
                                "camera": buffers.camera.to_dict(), "has_vector_pass": bool(buffers.has_vector_pass),

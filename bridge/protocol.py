@@ -57,11 +57,18 @@ class InputError(RemoteError, ValueError):
     """The frame sent was unusable (shape, size, NaN/Inf): the message names the array."""
 
 
-def runtime_dir(create: bool = True) -> Path:
-    """This user's private folder for the socket: 0700 and owned by us, or an error saying why not."""
+def runtime_path() -> Path:
+    """Where this user's private folder for the socket is (unchecked: see :func:`runtime_dir`)."""
     base = os.environ.get("XDG_RUNTIME_DIR")
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(base) / "reframe-blender" if base else Path(tempfile.gettempdir()) / f"reframe-blender-{uid}"
+
+
+def runtime_dir(create: bool = True) -> Path:
+    """This user's private folder for the socket: 0700 and owned by us, or an error saying why not. (On Windows,
+    which has no uids, the folder is the user's temp folder's, private by its ACL.)"""
     uid = os.getuid() if hasattr(os, "getuid") else None
-    path = Path(base) / "reframe-blender" if base else Path(tempfile.gettempdir()) / f"reframe-blender-{uid if uid is not None else 'user'}"
+    path = runtime_path()
     if create:
         try:
             path.mkdir(mode=0o700, exist_ok=True)
@@ -95,12 +102,17 @@ def check_token(given, expected: str) -> bool:
     return isinstance(given, str) and hmac.compare_digest(given.encode(), expected.encode())
 
 
-def send_message(sock: socket.socket, message: dict) -> None:
-    # allow_nan=False: NaN is not JSON; a hint that holds one is a bug to report, not a value to send.
+def encode_message(message: dict) -> bytes:
+    """The framed bytes of ``message``; ValueError for NaN/Inf in it (not JSON: a value to report, not to send),
+    :class:`BridgeError` over the size limit."""
     body = json.dumps(message, allow_nan=False, separators=(",", ":")).encode()
     if len(body) > MAX_MESSAGE:
         raise BridgeError(f"message {message.get('op', '?')!r} is {len(body)} bytes, over the {MAX_MESSAGE}-byte limit")
-    sock.sendall(_HEADER.pack(len(body)) + body)
+    return _HEADER.pack(len(body)) + body
+
+
+def send_message(sock: socket.socket, message: dict) -> None:
+    sock.sendall(encode_message(message))
 
 
 def _read_exactly(sock: socket.socket, n: int) -> bytes:
@@ -131,11 +143,15 @@ def receive_body(sock: socket.socket) -> bytes | None:
 
 
 def receive_reply(sock: socket.socket) -> dict:
-    """A reply as a dict (the client's side); the connection closing is :class:`ServerUnavailable`."""
+    """A reply as a dict (the client's side); ConnectionResetError when the server closed the connection,
+    :class:`BridgeError` for a reply that is not one."""
     body = receive_body(sock)
     if body is None:
         raise ConnectionResetError("the server closed the connection")
-    reply = json.loads(body)
+    try:
+        reply = json.loads(body)
+    except ValueError:
+        reply = None
     if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
         raise BridgeError(f"malformed reply from the server: {body[:200]!r}")
     return reply

@@ -22,7 +22,7 @@ import importlib
 import numpy as np
 
 from bridge import fallback as baseline
-from bridge.protocol import BridgeError, ServerUnavailable
+from bridge.protocol import BridgeError, RemoteError, ServerUnavailable
 from reframe_core.errors import SettingsError
 from reframe_core.frames.buffers import FrameBuffers, FrameError
 from reframe_core.frames.hints import CameraHints
@@ -63,16 +63,20 @@ class ClientSession:
     def step(self, buffers: FrameBuffers, hints: CameraHints | None = None) -> FrameResult:
         try:
             return self._step(buffers, hints)
-        except (ServerUnavailable, FrameError) as exc:
+        except FrameError as exc:
             if not self.runtime.fallback:
                 raise
-            return self._fallback(buffers, str(exc))
+            return self._fallback(buffers, f"frame refused: {exc}")
+        except (ServerUnavailable, RemoteError, MemoryError) as exc:  # down, hung, or failed inside (out of memory)
+            if not self.runtime.fallback:
+                raise
+            return self._fallback(buffers, f"runtime could not answer: {exc}")
 
     def _fallback(self, buffers: FrameBuffers, why: str) -> FrameResult:
         self.fallbacks += 1
         self.last_failure = why
         image = baseline.upscale(buffers.color, self.display_size, np.asarray(buffers.jitter).reshape(-1)[:2])
-        return FrameResult(image, False, None, f"fallback (runtime could not answer): {why}", None, fallback=True)
+        return FrameResult(image, False, None, f"fallback ({why})", None, fallback=True)
 
     def stats(self) -> dict:
         """The session's counters; never raises (a report is written even after the runtime died)."""
@@ -90,14 +94,18 @@ class LocalSession(ClientSession):
     def __init__(self, runtime, session):
         super().__init__(runtime, session.settings.display_size)
         self.session = session
-        request = session.workload.render_request(session.settings.scale, False)
-        self.fallback_request = RenderRequest(request.scale, False, False)
+        self.fallback_request = session.fallback_request()
 
     def _next_render(self, hints):
         return self.session.next_render(hints)
 
     def _step(self, buffers, hints):
-        return self.session.step(buffers, hints)
+        try:
+            return self.session.step(buffers, hints)
+        except RuntimeError as exc:
+            if "out of memory" not in str(exc):  # torch.OutOfMemoryError (CUDA) is a RuntimeError
+                raise
+            raise RemoteError(f"the network ran out of device memory: {exc}", "internal") from exc
 
     def _stats(self):
         return self.session.stats()

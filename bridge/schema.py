@@ -12,8 +12,9 @@ import msgspec
 from msgspec import Meta, Struct
 
 from bridge.segments import Slot
+from reframe_core.frames.buffers import FrameBuffers
 
-ARRAY_NAMES = ("color", "alpha", "depth", "normal", "albedo", "motion_prev", "motion_next", "jitter")
+ARRAY_NAMES = (*FrameBuffers.CHANNELS, "jitter")
 MAX_SIDE = 8192  # pixels per image side (8K): a larger display would take the server's memory for minutes
 MAX_SEGMENT = 4 << 30  # bytes of one input segment (a 16k frame's buffers fit)
 
@@ -138,6 +139,23 @@ class Machine(_Request, tag="machine"):
 
 Request = Union[Hello, Open, NextRender, Buffers, Step, Stats, Reset, Close, Release, Status, Machine]
 _decoder = msgspec.json.Decoder(Request)
+
+
+class _VersionProbe(Struct):
+    """Only what every protocol version's hello holds: read leniently, so that a newer client's hello (with
+    fields this server does not know) still gets the version mismatch named, not a schema error."""
+
+    op: str = ""
+    version: int | None = None
+
+
+def hello_version(body: bytes) -> int | None:
+    """The version a hello announces, or None when ``body`` is not a readable hello."""
+    try:
+        probe = msgspec.json.decode(body, type=_VersionProbe)
+    except (msgspec.MsgspecError, ValueError, RecursionError):
+        return None
+    return probe.version if probe.op == "hello" else None
 
 
 def decode_request(body: bytes):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import sys
 from dataclasses import dataclass
 from multiprocessing import resource_tracker, shared_memory
@@ -29,9 +30,28 @@ def segment_name(counter: int) -> str:
     return f"{PREFIX}{os.getpid()}_{counter}_{secrets.token_hex(3)}"
 
 
+class SegmentError(OSError):
+    """No room for a segment (``/dev/shm`` too small or full)."""
+
+
 def create(name: str, size: int) -> shared_memory.SharedMemory:
-    """A new segment owned by the calling process (the server); registered with its resource tracker."""
-    return shared_memory.SharedMemory(name=name, create=True, size=max(int(size), 1))
+    """A new segment owned by the calling process (the server); registered with its resource tracker.
+
+    Its pages are allocated now: a segment is a sparse file, and a write into pages a full ``/dev/shm`` cannot
+    back kills the writing process (Blender) with SIGBUS; here it is one error instead."""
+    size = max(int(size), 1)
+    segment = shared_memory.SharedMemory(name=name, create=True, size=size)
+    if hasattr(os, "posix_fallocate") and getattr(segment, "_fd", -1) >= 0:
+        try:
+            os.posix_fallocate(segment._fd, 0, size)  # noqa: SLF001
+        except OSError as exc:
+            segment.close()
+            segment.unlink()
+            free = f"{shutil.disk_usage('/dev/shm').free / 1e6:.0f} MB" if Path("/dev/shm").is_dir() else "?"
+            raise SegmentError(exc.errno, f"no room in shared memory for a {size / 1e6:.0f} MB frame segment "
+                                          f"({free} free in /dev/shm): enlarge /dev/shm (Docker: --shm-size) "
+                                          f"or render smaller frames") from exc
+    return segment
 
 
 def attach(name: str) -> shared_memory.SharedMemory:

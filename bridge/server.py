@@ -14,6 +14,7 @@ import os
 import secrets
 import signal
 import socket
+import stat
 import sys
 import threading
 import time
@@ -26,7 +27,7 @@ import numpy as np
 
 from bridge import protocol, schema, segments
 from bridge.protocol import BridgeError, FramingError, receive_body, send_message
-from reframe_core.errors import ReframeError, SettingsError
+from reframe_core.errors import ReframeError
 from reframe_core.frames.buffers import CameraData, FrameBuffers, FrameError
 from reframe_core.frames.hints import CameraHints
 
@@ -48,12 +49,14 @@ class _Served:
     input: object | None = None  # SharedMemory: the frame's buffers, grown on request
 
     def close(self) -> None:
-        self.session.close()
-        for segment in (self.input, self.output):
-            if segment is not None:
-                segment.close()
-                segment.unlink()
-        self.input = None
+        try:
+            self.session.close()
+        finally:
+            for segment in (self.input, self.output):
+                if segment is not None:
+                    segment.close()
+                    segment.unlink()
+            self.input = self.output = None
 
 
 @dataclass(eq=False)  # identity: a set of live connections
@@ -92,11 +95,13 @@ class Server:
         if self.address == "tcp":
             return self._bind_tcp()
         path = Path(self.address)
-        if path.parent == protocol.runtime_dir(create=False):
+        if path.parent == protocol.runtime_path():
             protocol.runtime_dir()  # created 0700, or refused when someone else's
         if not path.parent.is_dir():
             raise BridgeError(f"the socket's folder {path.parent} does not exist")
         if path.exists() or path.is_symlink():
+            if not stat.S_ISSOCK(path.lstat().st_mode):
+                raise BridgeError(f"{path} exists and is not a socket: choose another --address (it is left as is)")
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 probe.connect(str(path))
@@ -146,11 +151,12 @@ class Server:
             self.shutdown()
 
     def _housekeeping(self) -> None:
-        if self.parent_pid and not segments._pid_alive(self.parent_pid):  # noqa: SLF001
-            self.log(f"the process that started this server ({self.parent_pid}) is gone: stopping")
-            self.stopping.set()
         with self.lock:
             idle = not self.connections
+        if self.parent_pid and idle and not segments._pid_alive(self.parent_pid):  # noqa: SLF001
+            # Other clients may still use a server their Blender did not start: only an idle one stops here.
+            self.log(f"the process that started this server ({self.parent_pid}) is gone and no client is left: stopping")
+            self.stopping.set()
         if idle and self.idle_exit is not None and time.monotonic() - self.last_active > self.idle_exit:
             self.log(f"no client for {self.idle_exit:g} s: stopping")
             self.stopping.set()
@@ -199,26 +205,22 @@ class Server:
     # --- one connection ---------------------------------------------------------------------------------
     def _serve_connection(self, connection: _Connection) -> None:
         sock = connection.sock
+        sock.settimeout(HELLO_DEADLINE)  # a peer that never says hello does not hold a thread for ever
         try:
             while True:
                 try:
                     body = receive_body(sock)
                 except FramingError as exc:
-                    send_message(sock, _error(f"{exc}; closing this connection", "protocol"))
+                    _send_quietly(sock, _error(f"{exc}; closing this connection", "protocol"))
                     return
                 except OSError:
-                    return  # the client died or the server is stopping
+                    return  # the client died, the handshake's deadline passed, or the server is stopping
                 if body is None:
                     return
                 reply, close = self._answer(connection, body)
-                try:
-                    try:
-                        send_message(sock, reply)
-                    except BridgeError as exc:  # a reply over the size limit: say so instead
-                        send_message(sock, _error(str(exc), "internal"))
-                except OSError:
-                    return
-                if close:
+                if connection.greeted:
+                    sock.settimeout(None)  # a client may wait minutes between frames (an EEVEE render)
+                if not _send_quietly(sock, reply) or close:
                     return
         finally:
             for served in connection.sessions.values():
@@ -237,6 +239,10 @@ class Server:
 
     def _answer(self, connection: _Connection, body: bytes) -> tuple[dict, bool]:
         """(reply, close the connection after it)."""
+        if not connection.greeted:
+            version = schema.hello_version(body)
+            if version is not None and version != protocol.PROTOCOL_VERSION:  # whatever else a newer hello holds
+                return _error(_version_mismatch(version), "protocol"), True
         try:
             request = schema.decode_request(body)
         except (msgspec.MsgspecError, ValueError, RecursionError) as exc:
@@ -251,10 +257,10 @@ class Server:
             return _error(str(exc), "protocol"), exc.close
         except FrameError as exc:
             return _error(str(exc), "input"), False
-        except SettingsError as exc:
+        except ReframeError as exc:  # SettingsError and the rest of what the user asked for
             return _error(str(exc), "settings"), False
-        except ReframeError as exc:
-            return _error(str(exc), "settings"), False
+        except segments.SegmentError as exc:
+            return _error(str(exc), "internal"), False
         except MemoryError:
             return _error("the server ran out of memory for this request", "internal"), False
         except Exception as exc:  # noqa: BLE001 -- a bug must not take the server (and other clients) down
@@ -267,9 +273,7 @@ class Server:
 
     def _on_hello(self, connection: _Connection, request: schema.Hello) -> dict:
         if request.version != protocol.PROTOCOL_VERSION:
-            raise _Refused(f"protocol version mismatch: the client speaks version {request.version}, this server "
-                           f"version {protocol.PROTOCOL_VERSION}; install the same reframe-blender for both "
-                           f"(update the add-on or the runtime environment)", close=True)
+            raise _Refused(_version_mismatch(request.version), close=True)
         if self.token is not None and not protocol.check_token(request.token, self.token):
             raise _Refused("wrong or missing token for this server", close=True)
         connection.greeted = True
@@ -302,9 +306,9 @@ class Server:
             self.next_id += 1
             session_id = self.next_id
         connection.sessions[session_id] = _Served(session, output)
-        fallback = session.workload.render_request(session.settings.scale, False)
+        fallback = session.fallback_request()
         return {"session": session_id, "output": output.name, "output_size": output.size,
-                "fallback_request": {"scale": fallback.scale, "jitter": False, "cheap": False},
+                "fallback_request": {"scale": fallback.scale, "jitter": fallback.jitter, "cheap": fallback.cheap},
                 "placement": {"device": str(session.placement.device), "precision": session.settings.precision}}
 
     def _on_nextrender(self, connection: _Connection, request: schema.NextRender) -> dict:
@@ -379,6 +383,28 @@ class Server:
 
         placements = [s.session.placement for s in connection.sessions.values()]
         return {"machine": machine_info(placements[0] if placements else None)}
+
+
+HELLO_DEADLINE = 10.0  # seconds from connecting to the handshake
+
+
+def _version_mismatch(version) -> str:
+    return (f"protocol version mismatch: the client speaks version {version}, this server version "
+            f"{protocol.PROTOCOL_VERSION}; install the same reframe-blender for both (update the add-on or the "
+            f"runtime environment)")
+
+
+def _send_quietly(sock: socket.socket, reply: dict) -> bool:
+    """Send a reply; False when the connection is gone. A reply that cannot be encoded (over the size limit,
+    NaN in a number) becomes an error reply: the thread must never die of it."""
+    try:
+        try:
+            send_message(sock, reply)
+        except (BridgeError, ValueError) as exc:
+            send_message(sock, _error(f"the server's reply could not be sent: {exc}", "internal"))
+        return True
+    except OSError:
+        return False
 
 
 MAX_ERROR = 2000  # characters: an error quotes the offending value, which a hostile request makes huge

@@ -322,6 +322,36 @@ def test_version_mismatch_at_the_handshake_names_both_versions(server, monkeypat
     monkeypatch.setattr(protocol, "PROTOCOL_VERSION", 99)
     with pytest.raises(RemoteError, match=r"client speaks version 99, this server version 1"):
         ServerRuntime(address=server[0], start=False)
+    # A newer client's hello carries fields this server does not know: still the versions, not a schema error.
+    with socket.socket(socket.AF_UNIX) as raw:
+        raw.connect(server[0])
+        protocol.send_message(raw, {"op": "hello", "version": 2, "features": ["graded-refresh"]})
+        reply = protocol.receive_reply(raw)
+    assert not reply["ok"] and "client speaks version 2, this server version 1" in reply["error"]
+
+
+def test_a_frame_with_nan_in_its_camera_is_the_frames_fault_not_a_dead_server(tiny_dataset, server):
+    import dataclasses
+
+    frames = _frames(tiny_dataset, 2.0)
+    size = Dataset.open(tiny_dataset).load(3).color.shape[:2]
+    with ServerRuntime(address=server[0], start=False) as runtime:
+        session = runtime.open_session("ss", display_size=size, policy="every:2")
+        broken = dataclasses.replace(frames[0], camera=dataclasses.replace(frames[0].camera, lens_mm=float("nan")))
+        with pytest.raises(FrameError, match="NaN or infinite"):
+            session.step(broken)
+        assert session.step(frames[0], frames[0].hints(None)).network_ran  # same connection, same server
+        assert runtime.info()["restarts"] == 0 and not runtime.broken
+
+
+def test_the_server_never_replaces_a_file_that_is_not_a_socket(tmp_path):
+    from bridge.server import Server
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    with pytest.raises(BridgeError, match="is not a socket"):
+        Server(str(notes)).bind()
+    assert notes.read_text() == "keep me"
 
 
 def test_release_returns_the_servers_memory_and_the_next_frame_starts_it_again(tiny_dataset):
@@ -339,6 +369,8 @@ def test_release_returns_the_servers_memory_and_the_next_frame_starts_it_again(t
         fresh = connect("inprocess").open_session("ss", display_size=size, policy="every:2")
         _same(session.step(frames[1], hints[1]), fresh.step(frames[1], hints[1]))
         assert runtime.info()["server_pid"] != pid
+        runtime.release()  # and a new session after a release (the add-on's next render)
+        assert runtime.open_session("ss", display_size=size, policy="every:2").step(frames[0], hints[0]).network_ran
     finally:
         runtime.close()
         shutil.rmtree(folder, ignore_errors=True)
@@ -408,7 +440,7 @@ def test_another_user_cannot_connect(server):
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to run a server as a second user")
 def test_the_server_checks_the_peers_uid():
-    """Root passes any file permission: only the server's SO_PEERCRED check refuses it at a nobody's server."""
+    """Root passes any file permission: only the SO_PEERCRED checks refuse it at a nobody's server."""
     from bridge.server import Server
 
     folder = _private_dir()
@@ -424,9 +456,15 @@ def test_the_server_checks_the_peers_uid():
     pid = _fork_as_nobody(serve)
     try:
         assert _wait_for(lambda: Path(address).exists(), 30)
-        with pytest.raises(RemoteError, match=r"your uid 0 is not this server's uid 65534"):
-            ServerRuntime(address=address, start=False)
+        with socket.socket(socket.AF_UNIX) as raw:  # past the client's own check (below)
+            raw.connect(address)
+            protocol.send_message(raw, {"op": "hello", "version": protocol.PROTOCOL_VERSION})
+            reply = protocol.receive_reply(raw)
+        assert not reply["ok"] and "your uid 0 is not this server's uid 65534" in reply["error"]
         assert "refused a connection from uid 0" in log.read_text()
+        # Both ends check: the client does not hand frames to another user's server either.
+        with pytest.raises(BridgeError, match="runs as uid 65534, not as this user"):
+            ServerRuntime(address=address, start=False)
     finally:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)

@@ -124,6 +124,12 @@ class Session:
         """What the loop must render for the next frame (size, jitter, full or cheap pass)."""
         return self.workload.render_request(self.settings.scale, self.needs_full_render(hints))
 
+    def fallback_request(self) -> RenderRequest:
+        """What to render while the network cannot run (runtime down): the frame the baseline shows best, SS
+        the low-res frame unjittered (bicubic), FE the full frame (shown as rendered)."""
+        request = self.workload.render_request(self.settings.scale, False)
+        return RenderRequest(request.scale, jitter=False, cheap=False)
+
     def step(self, buffers: FrameBuffers, hints: CameraHints | None = None) -> FrameResult:
         if self._closed:
             raise SettingsError("this session is closed: open a new one with open_session(...)")
