@@ -492,3 +492,23 @@ def test_loopback_tcp_needs_the_token(tiny_dataset, tmp_path, monkeypatch):
             assert runtime.open_session("ss", display_size=size).step(frame, frame.hints(None)).network_ran
     finally:
         _stop(process)
+
+
+def test_bench_bridge_reports_the_transport_and_the_soak(tmp_path):
+    """The benchmark's command at a tiny size (its figures are in README): fields, no segment left."""
+    import json
+
+    from reframe_core.cli import main
+
+    folder = _private_dir()
+    try:
+        out = tmp_path / "bench.json"
+        assert main(["bench-bridge", "--size", "32x32", "--frames", "2", "--soak", "40", "--soak-size", "32",
+                     "--address", str(folder / "s.sock"), "--quiet", "--out", str(out)]) == 0
+        report = json.loads(out.read_text())
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    trip, soak = report["round_trip"], report["soak"]
+    assert trip["low_res"] == [16, 16] and len(trip["transport_ms"]) == 2 and trip["transport_ms_median"] > 0
+    assert soak["segments_during"] == 2 and soak["segments_left_after_close"] == []
+    assert len(soak["rss_mb_samples"]) == 5 and soak["rss_mb_min"] > 0  # frames 4, 14, 24, 34 and the last
