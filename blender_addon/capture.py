@@ -49,7 +49,9 @@ class CaptureSettings:
         width, height = self.resolution or (scene.render.resolution_x, scene.render.resolution_y)
         if self.scale <= 0:
             raise CaptureError(f"scale must be > 0, got {self.scale}")
-        return max(1, round(width / self.scale)), max(1, round(height / self.scale))
+        from reframe_core.workloads.base import scaled_size
+
+        return scaled_size((width, height), self.scale)
 
 
 @dataclass(frozen=True)

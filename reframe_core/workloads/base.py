@@ -25,6 +25,12 @@ class StepResult:
     reason: str
 
 
+def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """``size`` divided by ``scale``, each side rounded and at least 1: the one rounding the capture renders
+    with and the session checks frames against."""
+    return tuple(max(1, round(side / scale)) for side in size)
+
+
 @dataclass(frozen=True)
 class RenderRequest:
     """What the render loop must render for the next frame (the session asks the workload)."""
@@ -34,9 +40,8 @@ class RenderRequest:
     cheap: bool  # the cheap G-buffer pass (no shadows, no raytracing) instead of a full render
 
     def input_size(self, display_size: tuple[int, int]) -> tuple[int, int]:
-        """(height, width) of the frame to render for a display of ``display_size`` (rounded as the capture
-        rounds the render resolution)."""
-        return max(1, round(display_size[0] / self.scale)), max(1, round(display_size[1] / self.scale))
+        """(height, width) of the frame to render for a display of ``display_size``."""
+        return scaled_size(display_size, self.scale)
 
     def describe(self) -> str:
         kind = "cheap G-buffer pass" if self.cheap else "full render"
