@@ -23,12 +23,13 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed legacy-blender
 	$(PY) -m pytest -q
 
-# Debian's Blender 3.4 (no Vector pass: the legacy path) is tested as a real binary; installed where we are root
-# with apt, else its tests skip and say why (CI, where CI=true, fails instead).
+# Debian's Blender 3.4 (no Vector pass: the legacy path; the one real Blender window here, under xvfb-run) is tested
+# as a real binary; installed where we are root with apt, else its tests skip and say why (CI, where CI=true, fails
+# instead).
 legacy-blender:
-	@command -v blender >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq blender >/dev/null; } || \
-		echo "note: no 'blender' executable (Debian: apt-get install blender); its tests will skip"
+	@{ command -v blender && command -v xvfb-run; } >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq blender xvfb >/dev/null; } || \
+		echo "note: no 'blender' / 'xvfb-run' (Debian: apt-get install blender xvfb); their tests will skip"
 
 # GPU figures (needs a CUDA GPU): bench-cache of the shipped nets at 1920x1080, JSON in out/gpu.
 gpu-bench: $(VENV)/.installed

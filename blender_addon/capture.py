@@ -206,10 +206,27 @@ def _render(scene: bpy.types.Scene, frame: int, settings: CaptureSettings, width
 
 
 def scratch_file() -> Path:
-    """An empty temporary EXR path in memory-backed storage; the caller removes it."""
-    fd, scratch = tempfile.mkstemp(prefix="reframe-capture-", suffix=".exr", dir=_scratch_dir())
+    """An empty temporary EXR path in memory-backed storage (named after this process); the caller removes it.
+    Files a killed render left (its process is gone) are removed first: in /dev/shm they would hold memory until
+    the machine restarts."""
+    folder = _scratch_dir()
+    for stale in Path(folder).glob("reframe-capture-*-*.exr"):
+        pid = stale.name.split("-")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
+    fd, scratch = tempfile.mkstemp(prefix=f"reframe-capture-{os.getpid()}-", suffix=".exr", dir=folder)
     os.close(fd)
     return Path(scratch)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def render_buffers(scene: bpy.types.Scene, frame: int, settings: CaptureSettings, scratch: Path,

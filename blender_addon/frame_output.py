@@ -244,3 +244,38 @@ def check_output_folder(scene, frame: int) -> Path:
     except OSError as exc:
         raise _folder_error(folder, exc) from exc
     return path
+
+
+def display_lut(scene, size: int = 65):
+    """The scene's view transform, look, exposure and gamma as a :class:`reframe_core.frames.display.DisplayLUT`,
+    measured by saving a grid of colours with ``Image.save_render`` (8-bit PNG, no dither) -- Blender's own
+    colour management, whatever the transform (65 nodes per axis). For images Blender does not colour-manage itself (the viewport
+    overlay's texture)."""
+    from reframe_core.frames.display import DisplayLUT, grid_image
+
+    grid = grid_image(size)
+    height, width = grid.shape[:2]
+    image = bpy.data.images.new("ReFrame LUT grid", width, height, alpha=True, float_buffer=True)
+    rgba = np.ones((height, width, 4), np.float32)
+    rgba[..., :3] = grid[::-1]  # Blender's pixels start at the bottom row
+    image.pixels.foreach_set(rgba.ravel())
+    settings = scene.render.image_settings
+    saved = (settings.file_format, settings.color_mode, settings.color_depth, scene.render.dither_intensity)
+    fd, name = tempfile.mkstemp(suffix=".png", prefix="reframe-lut-")
+    os.close(fd)
+    try:
+        settings.file_format, settings.color_mode, settings.color_depth = "PNG", "RGB", "8"
+        scene.render.dither_intensity = 0.0
+        image.save_render(name, scene=scene)
+        saved_png = bpy.data.images.load(name)  # Blender's own reader (Blender has no PIL); byte pixels / 255
+        try:
+            values = np.empty(width * height * 4, np.float32)
+            saved_png.pixels.foreach_get(values)
+        finally:
+            bpy.data.images.remove(saved_png)
+        pixels = values.reshape(height, width, 4)[::-1, :, :3]
+    finally:
+        settings.file_format, settings.color_mode, settings.color_depth, scene.render.dither_intensity = saved
+        bpy.data.images.remove(image)
+        os.unlink(name)
+    return DisplayLUT.from_saved(pixels)

@@ -1,65 +1,363 @@
-"""Operators: the render loop inside Blender (``bpy.ops.reframe.render_animation``), the same loop the command line
-and ``render_in_blender.py`` run. The add-on's panel and preferences (a later step) call it; a script can too:
+"""The add-on's operators. Each copies the UI's settings into a :class:`RenderJob` (:func:`settings.job_for`, the
+object the command line builds too) and makes one call into the render path or the runtime; none computes
+anything itself.
 
-    from blender_addon import operators
-    operators.register()
-    bpy.ops.reframe.render_animation(mode="ss", scale=2.0, policy="motion")
+- ``reframe.render_animation``: the scene's frame range (or ``frame_start``/``frame_end``) through
+  :class:`~blender_addon.render_loop.RenderRun`. Invoked from the UI it is modal: a timer steps one frame per tick,
+  so the window redraws and shows progress between frames, and Esc cancels between frames (every written frame is
+  complete; running it again resumes). Executed (a script, ``blender -b``) it renders to the end.
+- ``reframe.render_frame``: the current frame (with its warm-up frames), shown in an Image Editor.
+- ``reframe.check_runtime``, ``reframe.release_memory``, ``reframe.setup_runtime``: the preferences' buttons.
 """
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from pathlib import Path
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, IntProperty
 
 from reframe_core.errors import ReframeError
-from reframe_core.runtime.session import DEFAULT_WARMUP
 
-MODE_ITEMS = [
-    ("ss", "Supersampling", "EEVEE at 1/scale, upscaled by the cached SS network"),
-    ("fe", "Frame extrapolation", "every k-th frame rendered, the others extrapolated from a cheap G-buffer pass"),
-    ("native", "Native", "the plain render, through the same loop"),
-]
+from blender_addon import settings as addon_settings
+
+TIMER_INTERVAL = 0.05  # s between frames when modal: long enough for the window to redraw
+
+
+def _report_error(operator, exc: BaseException) -> set:
+    operator.report({"ERROR"}, f"ReFrame: {exc}")
+    return {"CANCELLED"}
+
+
+def _store_stats(scene, report: dict, native_s: float | None) -> None:
+    """The last render's figures for the panel."""
+    totals, settings = report["totals"], scene.reframe
+    stepped = max(len(report["frames"]), 1)
+    per_frame = report["wall_s"] / stepped
+    settings.last_hit_rate = -1.0 if totals["hit_rate"] is None else totals["hit_rate"]
+    settings.last_ms_per_frame = per_frame * 1e3
+    settings.last_native_s = -1.0 if native_s is None else native_s
+    settings.last_saved_s = 0.0 if native_s is None else (native_s - per_frame) * totals["written"]
+    settings.last_summary = (f"{report['status']}: {totals['written']} written, {totals['skipped']} already done"
+                             + (f", {totals['fallbacks']} fallback" if totals["fallbacks"] else ""))
+
+
+def _time_native(scene, frame: int) -> float:
+    """Seconds of one plain render of ``frame`` with the scene's own settings (not written): the estimate of
+    native time the panel's 'time saved' compares with."""
+    saved = scene.frame_current
+    scene.frame_set(frame)
+    start = time.perf_counter()
+    bpy.ops.render.render()
+    seconds = time.perf_counter() - start
+    scene.frame_set(saved)
+    return seconds
 
 
 class REFRAME_OT_render_animation(bpy.types.Operator):
-    """Render the scene's frame range with ReFrame and write the frames to the output path"""
+    """Render the frame range with ReFrame into the scene's output path and format (Esc cancels; run again to
+    resume)"""
 
     bl_idname = "reframe.render_animation"
-    bl_label = "Render Animation with ReFrame"
+    bl_label = "Render Animation (ReFrame)"
     bl_options = {"REGISTER"}
 
-    mode: EnumProperty(name="Mode", items=MODE_ITEMS, default="ss")
-    scale: FloatProperty(name="Scale", default=2.0, min=1.01, max=4.0, description="display / rendered size per axis")
-    policy: StringProperty(name="Policy", default="motion", description="cache refresh policy spec, or 'none'")
-    k: IntProperty(name="k", default=2, min=1, description="FE: every k-th frame rendered in full")
-    warmup: IntProperty(name="Warm-up", default=DEFAULT_WARMUP, min=0,
-                        description="frames stepped but not written before the first frame to render")
+    frame_start: IntProperty(name="First frame", default=-1, description="-1: the scene's frame start")
+    frame_end: IntProperty(name="Last frame", default=-1, description="-1: the scene's frame end")
     overwrite: BoolProperty(name="Overwrite", default=False, description="render frames already written again")
-    device: StringProperty(name="Device", default="cpu")
+
+    _run = None
+    _timer = None
+    _native_s = None
+
+    def _frames(self, scene) -> range:
+        first = scene.frame_start if self.frame_start < 0 else self.frame_start
+        last = scene.frame_end if self.frame_end < 0 else self.frame_end
+        return range(first, last + 1)
+
+    def _start(self, context):
+        from blender_addon.render_loop import RenderRun
+
+        scene = context.scene
+        job = addon_settings.job_for(scene, frames=self._frames(scene), overwrite=self.overwrite)
+        run = RenderRun(scene, job)
+        self._native_s = None
+        if scene.reframe.measure_native and run.remaining:
+            try:
+                self._native_s = _time_native(scene, run.plan[-1][0])
+            except BaseException:
+                run.finish("failed: timing a native frame")
+                raise
+        return run
+
+    def _finish(self, context, status: str | None = None) -> dict:
+        report = self._run.finish(status)
+        self._run = None
+        _store_stats(context.scene, report, self._native_s)
+        return report
 
     def execute(self, context):
-        from blender_addon.render_loop import RenderJob, render_animation
-
-        policy = None if self.policy.strip().lower() in ("none", "uncached") else self.policy.strip()
         try:
-            job = RenderJob(mode=self.mode, scale=self.scale, policy=policy, k=self.k, warmup=self.warmup,
-                            overwrite=self.overwrite, device=self.device)
-            report = render_animation(context.scene, job, show_progress=False)
-        except ReframeError as exc:
-            self.report({"ERROR"}, str(exc))
+            self._run = self._start(context)
+            while self._run.step() is not None:
+                pass
+        except (ReframeError, OSError) as exc:
+            if self._run is not None:
+                self._finish(context, f"failed: {exc}")
+            return _report_error(self, exc)
+        except BaseException:
+            if self._run is not None:
+                self._finish(context, "interrupted")
+            raise
+        report = self._finish(context)
+        self.report({"INFO"}, f"ReFrame: {context.scene.reframe.last_summary}; report {report['report']}")
+        return {"FINISHED"}
+
+    def invoke(self, context, event):
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        try:
+            self._run = self._start(context)
+        except (ReframeError, OSError) as exc:
+            return _report_error(self, exc)
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(TIMER_INTERVAL, window=context.window)
+        wm.modal_handler_add(self)
+        wm.progress_begin(0, max(self._run.total, 1))
+        self._status(context)
+        return {"RUNNING_MODAL"}
+
+    def _status(self, context, note: str = "") -> None:
+        run = self._run
+        text = (f"ReFrame: frame {run.done}/{run.total} written{note} -- Esc cancels after the current frame")
+        with contextlib.suppress(AttributeError):
+            context.workspace.status_text_set(text)
+        context.window_manager.progress_update(run.done)
+        if context.area is not None:
+            context.area.header_text_set(text)
+
+    def _end_modal(self, context) -> None:
+        wm = context.window_manager
+        if self._timer is not None:
+            wm.event_timer_remove(self._timer)
+            self._timer = None
+        wm.progress_end()
+        with contextlib.suppress(AttributeError):
+            context.workspace.status_text_set(None)
+        if context.area is not None:
+            context.area.header_text_set(None)
+
+    def modal(self, context, event):
+        if event.type == "ESC" and event.value == "PRESS":
+            self._end_modal(context)
+            report = self._finish(context, "cancelled")
+            self.report({"WARNING"}, f"ReFrame: cancelled; {report['totals']['written']} complete frames written, "
+                                     f"run it again to render the rest")
             return {"CANCELLED"}
-        totals = report["totals"]
-        self.report({"INFO"}, f"ReFrame: {totals['written']} frames written, {totals['skipped']} already done; "
-                              f"report {report['report']}")
+        # (Blender 3.x events have no .timer: any timer tick steps, the interval keeps the pace)
+        if event.type != "TIMER" or getattr(event, "timer", self._timer) is not self._timer:
+            return {"PASS_THROUGH"}
+        try:
+            record = self._run.step()
+        except ReframeError as exc:
+            self._end_modal(context)
+            self._finish(context, f"failed: {exc}")
+            return _report_error(self, exc)
+        except BaseException as exc:
+            self._end_modal(context)
+            self._finish(context, f"failed: {exc}")
+            raise
+        if record is None:
+            self._end_modal(context)
+            report = self._finish(context)
+            self.report({"INFO"}, f"ReFrame: {context.scene.reframe.last_summary}; report {report['report']}")
+            return {"FINISHED"}
+        self._status(context, "" if record.written else f" (warming up on frame {record.frame})")
+        return {"RUNNING_MODAL"}
+
+    def cancel(self, context):  # Blender quitting or the file reloading while the operator runs
+        if self._run is not None:
+            self._end_modal(context)
+            self._finish(context, "cancelled")
+
+
+RESULT_IMAGE = "ReFrame Render"
+
+
+class REFRAME_OT_render_frame(bpy.types.Operator):
+    """Render the current frame with ReFrame (after its warm-up frames) and show it in an Image Editor"""
+
+    bl_idname = "reframe.render_frame"
+    bl_label = "Render Frame (ReFrame)"
+    bl_options = {"REGISTER"}
+
+    def execute(self, context):
+        from blender_addon.render_loop import render_animation
+
+        scene = context.scene
+        frame = scene.frame_current
+        extension = scene.render.file_extension
+        with tempfile.TemporaryDirectory(prefix="reframe-frame-") as folder:
+            try:
+                job = addon_settings.job_for(scene, frames=range(frame, frame + 1), overwrite=True,
+                                             output=str(Path(folder) / "frame_####"),
+                                             report=str(Path(folder) / "report.json"))
+                report = render_animation(scene, job, show_progress=False)
+            except (ReframeError, OSError) as exc:
+                return _report_error(self, exc)
+            path = Path(report["frames"][-1]["written"])
+            image = bpy.data.images.get(RESULT_IMAGE)
+            if image is not None:
+                bpy.data.images.remove(image)
+            image = bpy.data.images.load(str(path))
+            image.name = RESULT_IMAGE
+            image.pack()  # the temporary file goes away; the image stays in the .blend until replaced
+            image.filepath_raw = f"//{RESULT_IMAGE}{extension}"
+        _store_stats(scene, report, None)
+        if not bpy.app.background:
+            show_image(context, image)
+        self.report({"INFO"}, f"ReFrame: frame {frame} rendered ({report['frames'][-1]['decision']}); shown as "
+                              f"image '{RESULT_IMAGE}'")
         return {"FINISHED"}
 
 
-CLASSES = (REFRAME_OT_render_animation,)
+def show_image(context, image) -> None:
+    """Show ``image`` in an Image Editor: one already open, else Blender's render window."""
+    for window in context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type == "IMAGE_EDITOR":
+                area.spaces.active.image = image
+                return
+    with contextlib.suppress(RuntimeError):
+        bpy.ops.render.view_show("INVOKE_DEFAULT")
+        for window in context.window_manager.windows:
+            for area in window.screen.areas:
+                if area.type == "IMAGE_EDITOR":
+                    area.spaces.active.image = image
+                    return
 
 
-def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
+class REFRAME_OT_check_runtime(bpy.types.Operator):
+    """Check that the runtime can run the network: torch, the device and the weights found, or why not"""
+
+    bl_idname = "reframe.check_runtime"
+    bl_label = "Check Runtime"
+
+    def execute(self, context):
+        from blender_addon import environment
+
+        prefs = addon_settings.preferences()
+        try:
+            found = environment.probe(bpy.path.abspath(prefs.python), prefs.device, prefs.resolved_weights_folder())
+        except ReframeError as exc:
+            found = {"ok": False, "reason": str(exc)}
+        prefs.last_check_ok = bool(found.get("ok"))
+        if found.get("ok"):
+            where = "a server process" if prefs.runtime == "server" else "Blender"
+            prefs.last_check = (f"OK: torch {found['torch']} on {found['device']} (Python {found['python']}, in "
+                                f"{where}); weights {', '.join(sorted(found['weights']))}")
+            if prefs.runtime == "inprocess":
+                try:  # the same Python version as Blender's, or its compiled packages cannot load here
+                    environment.use_in_process(bpy.path.abspath(prefs.python))
+                except ReframeError as exc:
+                    prefs.last_check_ok = False
+                    prefs.last_check = f"Not usable in Blender: {exc}"
+        else:
+            prefs.last_check = f"Not ready: {found.get('reason', 'unknown')}"
+        self.report({"INFO"} if prefs.last_check_ok else {"ERROR"}, f"ReFrame: {prefs.last_check}")
+        return {"FINISHED"} if prefs.last_check_ok else {"CANCELLED"}
 
 
-def unregister():
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+class REFRAME_OT_release_memory(bpy.types.Operator):
+    """Give the GPU memory the network holds back (a server this Blender started stops; it starts again on the
+    next render)"""
+
+    bl_idname = "reframe.release_memory"
+    bl_label = "Release GPU Memory"
+
+    def execute(self, context):
+        import sys
+
+        from blender_addon import viewport
+
+        stopped = viewport.stop_all()  # its session and runtime (a server it started stops)
+        freed = None
+        if "torch" in sys.modules:  # in-process sessions: what torch's allocator still caches
+            from reframe_core.runtime.session import release_device_memory
+
+            freed = release_device_memory()
+        self.report({"INFO"}, f"ReFrame: released {stopped} viewport session(s)"
+                              + (f", {freed / 2**20:.0f} MiB of GPU cache" if freed else "")
+                              + "; renders stop their runtime when they end")
+        return {"FINISHED"}
+
+
+class REFRAME_OT_setup_runtime(bpy.types.Operator):
+    """Create a Python environment with torch and the runtime's requirements (downloads about 1 GB from PyPI)"""
+
+    bl_idname = "reframe.setup_runtime"
+    bl_label = "Set Up Runtime"
+
+    _job = None
+    _timer = None
+
+    def _folder(self, prefs) -> Path:
+        if prefs.setup_folder:
+            return Path(bpy.path.abspath(prefs.setup_folder))
+        return Path(prefs.resolved_weights_folder()).parent / "runtime-env"
+
+    def invoke(self, context, event):
+        from blender_addon import environment
+
+        if not getattr(bpy.app, "online_access", True):
+            self.report({"ERROR"}, "ReFrame: Blender may not go online (Preferences > System > Network > Allow Online "
+                                   "Access): allow it, or set Runtime Python to an environment you installed")
+            return {"CANCELLED"}
+        prefs = addon_settings.preferences()
+        self._job = environment.SetupJob(self._folder(prefs))
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.25, window=context.window)
+        wm.modal_handler_add(self)
+        wm.progress_begin(0, 100)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        from blender_addon.environment import RuntimeEnvironmentError
+
+        if event.type == "ESC":
+            self._job.cancel()
+            self._end(context)
+            self.report({"WARNING"}, "ReFrame: runtime setup cancelled")
+            return {"CANCELLED"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        try:
+            more = self._job.poll()
+        except RuntimeEnvironmentError as exc:
+            self._end(context)
+            return _report_error(self, exc)
+        context.window_manager.progress_update(int(self._job.progress * 100))
+        with contextlib.suppress(AttributeError):
+            context.workspace.status_text_set(f"ReFrame runtime: {self._job.title} ({self._job.progress:.0%}) "
+                                              f"{self._job.line[:80]}")
+        if more:
+            return {"RUNNING_MODAL"}
+        self._end(context)
+        prefs = addon_settings.preferences()
+        prefs.python = str(self._job.python)
+        self.report({"INFO"}, f"ReFrame: runtime ready at {self._job.python}")
+        bpy.ops.reframe.check_runtime()
+        return {"FINISHED"}
+
+    def _end(self, context):
+        wm = context.window_manager
+        wm.event_timer_remove(self._timer)
+        wm.progress_end()
+        with contextlib.suppress(AttributeError):
+            context.workspace.status_text_set(None)
+
+
+CLASSES = (REFRAME_OT_render_animation, REFRAME_OT_render_frame, REFRAME_OT_check_runtime, REFRAME_OT_release_memory,
+           REFRAME_OT_setup_runtime)

@@ -1,6 +1,6 @@
 """Render an animation with cached SS or FE (or natively), frame by frame, the way Blender's own animation render
 would write it. One loop for every front end: the ``render`` command, ``blender -b -P`` (:mod:`blender_addon.
-render_in_blender`), farm chunks and, later, the add-on's operator.
+render_in_blender`), farm chunks and the add-on's operators.
 
 Per frame: the session says what to render (:meth:`~reframe_core.runtime.session.Session.next_render`: SS the
 low-res jittered frame, FE a full render every k-th frame and the cheap G-buffer pass between); the frame is
@@ -12,6 +12,9 @@ Resume and chunks: a frame whose file exists and was written by this loop with t
 ``.reframe-frames.jsonl`` beside the frames) is skipped. Before the first frame to render, ``warmup`` frames
 (never before the start of the shot) are rendered and stepped but not written, so the network's history and
 its cache are warm at the first written frame as in an uninterrupted run.
+
+Front ends step it: :class:`RenderRun` renders one frame per :meth:`~RenderRun.step` (the add-on's modal operator
+calls it from a timer); :func:`render_animation` runs it to the end.
 """
 from __future__ import annotations
 
@@ -37,7 +40,8 @@ from blender_addon.frame_output import (OutputError, check_output_folder, output
 
 MODES = {"ss": "ss", "fe": "fe", "native": None}  # render mode -> workload (reframe_core.workloads)
 EEVEE_ENGINES = ("BLENDER_EEVEE", "BLENDER_EEVEE_NEXT")
-RECORDS = ".reframe-frames.jsonl"  # beside the frames: which settings wrote which frame (one JSON line each)
+RECORDS = ".reframe-frames.jsonl"
+ACTIVE_RUNS = 0  # RenderRuns open in this process: their renders are ReFrame's own (the add-on's handler skips them)  # beside the frames: which settings wrote which frame (one JSON line each)
 
 
 @dataclass(frozen=True)
@@ -290,95 +294,172 @@ def default_report(scene, job: RenderJob, frames: range) -> Path:
     return output_path(scene, frames.start).parent / f"reframe-{job.mode}-{frames.start:04d}-{frames.stop - 1:04d}.json"
 
 
-def render_animation(scene, job: RenderJob, show_progress: bool = True, on_frame=None) -> dict:
-    """Render ``job.frames`` of ``scene`` (see the module docstring); returns the report (also written as JSON).
+class RenderRun:
+    """One render job stepped frame by frame, so a front end controls the pace: the command line runs it to the
+    end (:func:`render_animation`), the add-on's modal operator steps one frame per timer tick (the UI stays
+    live between frames) and cancels between frames. Every frame written is complete (atomic writes), so a
+    cancelled or killed run leaves only finished frames, and the same job run again resumes.
+
+        run = RenderRun(scene, job)      # checks everything, opens the runtime (nothing rendered yet)
+        while run.step(): ...            # one frame stepped (warm-up frames included)
+        report = run.finish()            # "complete" when every frame was stepped, else "cancelled"
 
     ``on_frame(frame, buffers, result)``, if given, is called for every frame stepped (warm-up included) with
     the captured :class:`FrameBuffers` and the session's :class:`FrameResult` (both None in native mode)."""
-    frames = job.frames or range(scene.frame_start, scene.frame_end + 1)
-    if len(frames) == 0:
-        raise SettingsError("the frame range is empty: use --frames A-B with A <= B")
-    original_frame = scene.frame_current
-    with _OutputPath(scene, job.output):
+
+    def __init__(self, scene, job: RenderJob, on_frame=None):
+        self.scene, self.job, self.on_frame = scene, job, on_frame
+        self.frames = job.frames or range(scene.frame_start, scene.frame_end + 1)
+        if len(self.frames) == 0:
+            raise SettingsError("the frame range is empty: use --frames A-B with A <= B")
+        self.original_frame = scene.frame_current
+        self.output = _OutputPath(scene, job.output).__enter__()
+        self.session = self.runtime = None
+        self.finished_report: dict | None = None
+        global ACTIVE_RUNS
+        ACTIVE_RUNS += 1
+        try:
+            self._prepare()
+        except BaseException:
+            ACTIVE_RUNS -= 1
+            self.output.__exit__(None, None, None)
+            raise
+
+    def _prepare(self) -> None:
+        scene, job, frames = self.scene, self.job, self.frames
         check_job(scene, job, frames)
         check_output_folder(scene, frames.start)
-        report_path = Path(job.report) if job.report else default_report(scene, job, frames)
+        self.report_path = Path(job.report) if job.report else default_report(scene, job, frames)
         done = finished_frames(scene, job, frames)
         finished = set(done)
         todo = [f for f in frames if f not in finished]
-        wanted = set(todo)
-        width, height = output_size(scene)
-        key = job.settings_key(scene)
-        session = runtime = None
+        self.wanted = set(todo)
+        self.width, self.height = output_size(scene)
+        self.key = job.settings_key(scene)
         if job.workload is not None and todo:
-            runtime = open_runtime(job)
+            self.runtime = open_runtime(job)
             try:
-                session = runtime.open_session(job.workload, display_size=(height, width), scale=job.scale,
-                                               policy=job.policy, k=job.k, device=job.device,
-                                               precision=job.precision, weights=job.weights)
+                self.session = self.runtime.open_session(
+                    job.workload, display_size=(self.height, self.width), scale=job.scale, policy=job.policy, k=job.k,
+                    device=job.device, precision=job.precision, weights=job.weights)
             except BaseException:
-                runtime.close()
+                self.runtime.close()
                 raise
-        report = RenderReport(job={**{k: v for k, v in asdict(job).items() if k != "frames"},
-                                   "frames": [frames.start, frames.stop - 1]},
-                              scene={"name": scene.name, "file": bpy.data.filepath or None,
-                                     "output": scene.render.filepath, "size": [width, height],
-                                     "samples": _samples(scene), "engine": scene.render.engine,
-                                     "format": scene.render.image_settings.file_format,
-                                     "view_transform": scene.view_settings.view_transform,
-                                     "frame_range": [scene.frame_start, scene.frame_end]},
-                              skipped=done)
-        segments = plan_segments(scene, job, todo)
-        bar = None
-        if show_progress:
-            from tqdm import tqdm
+        self.report = RenderReport(job={**{k: v for k, v in asdict(job).items() if k != "frames"},
+                                        "frames": [frames.start, frames.stop - 1]},
+                                   scene={"name": scene.name, "file": bpy.data.filepath or None,
+                                          "output": scene.render.filepath, "size": [self.width, self.height],
+                                          "samples": _samples(scene), "engine": scene.render.engine,
+                                          "format": scene.render.image_settings.file_format,
+                                          "view_transform": scene.view_settings.view_transform,
+                                          "frame_range": [scene.frame_start, scene.frame_end]},
+                                   skipped=done)
+        # The frames to step, in order, each with whether it is written and whether a segment starts there.
+        self.plan: list[tuple[int, bool, bool]] = []
+        for first, last in plan_segments(scene, job, todo):
+            self.plan += [(f, f in self.wanted, f == first) for f in range(first, last + 1)]
+        self.position = 0
+        self.previous = None
+        self.scratch = scratch_file()
+        self.elapsed = 0.0
 
-            bar = tqdm(total=len(frames), initial=len(done), unit="frame", desc=f"render {job.mode}")
-        scratch = scratch_file()
+    @property
+    def total(self) -> int:
+        """Frames of the range (finished ones included), for progress."""
+        return len(self.frames)
+
+    @property
+    def done(self) -> int:
+        """Frames of the range finished so far (skipped + written)."""
+        return len(self.report.skipped) + sum(1 for f in self.report.frames if f.written)
+
+    @property
+    def remaining(self) -> int:
+        return len(self.plan) - self.position
+
+    def step(self) -> FrameRecord | None:
+        """Step the next frame (render, capture, network, write); None when every frame is done."""
+        if self.position >= len(self.plan):
+            return None
+        frame, write, segment_start = self.plan[self.position]
         start = time.perf_counter()
         try:
-            for first, last in segments:
-                if session is not None:
-                    session.reset()
-                previous = None
-                for frame in range(first, last + 1):
-                    write = frame in wanted
-                    if job.workload is None:
-                        record = _native_frame(scene, frame, key if write else None)
-                    else:
-                        record, previous = _network_frame(scene, frame, session, scratch, previous, width, height,
-                                                          key if write else None, on_frame)
-                    report.frames.append(record)
-                    if bar is not None:
-                        if write:
-                            bar.update(1)
-                        bar.set_postfix_str(f"frame {frame}{'' if write else ' (warm-up)'}: {record.decision}")
-            report.status = "complete"
-        except KeyboardInterrupt:
-            report.status = "interrupted"
-            raise
-        except BaseException as exc:
-            report.status = f"failed: {exc}"
-            raise
+            if segment_start:
+                if self.session is not None:
+                    self.session.reset()
+                self.previous = None
+            if self.job.workload is None:
+                record = _native_frame(self.scene, frame, self.key if write else None)
+            else:
+                record, self.previous = _network_frame(self.scene, frame, self.session, self.scratch, self.previous,
+                                                       self.width, self.height, self.key if write else None,
+                                                       self.on_frame)
         finally:
-            report.wall_s = time.perf_counter() - start
-            scratch.unlink(missing_ok=True)
-            if bar is not None:
-                bar.close()
-            if session is not None:
-                report.session, report.machine = session.stats(), runtime.machine()
-                session.close()
-                runtime.close()
-            else:  # native (no network): the machine that rendered
+            self.elapsed += time.perf_counter() - start
+        self.report.frames.append(record)
+        self.position += 1
+        return record
+
+    def finish(self, status: str | None = None) -> dict:
+        """Close the runtime, restore the scene and write the report (also returned). ``status`` by default:
+        "complete" when every frame was stepped, else "cancelled". Safe to call twice."""
+        if self.finished_report is not None:
+            return self.finished_report
+        report = self.report
+        report.status = status or ("complete" if self.position >= len(self.plan) else "cancelled")
+        report.wall_s = self.elapsed
+        try:
+            self.scratch.unlink(missing_ok=True)
+            if self.session is not None:
+                with contextlib.suppress(Exception):  # a dead runtime must not hide the frames' report
+                    report.session, report.machine = self.session.stats(), self.runtime.machine()
+                self.session.close()
+                self.runtime.close()
+            else:  # native, or nothing left to render: the machine that rendered
                 report.machine = {"platform": platform.platform(), "python": platform.python_version(),
                                   "cpu_count": os.cpu_count()}
-            scene.frame_set(original_frame)
+        finally:
+            global ACTIVE_RUNS
+            ACTIVE_RUNS -= 1
+            self.scene.frame_set(self.original_frame)
+            self.output.__exit__(None, None, None)
             data = report.as_dict()
-            data["report"] = str(report_path)
+            data["report"] = str(self.report_path)
             with contextlib.suppress(OSError):  # a full disk must not hide the error that stopped the job
-                report_path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(report_path, lambda tmp: tmp.write_text(json.dumps(data, indent=1, default=str) + "\n"))
-    return data
+                self.report_path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(self.report_path,
+                             lambda tmp: tmp.write_text(json.dumps(data, indent=1, default=str) + "\n"))
+            self.finished_report = data
+        return data
+
+
+def render_animation(scene, job: RenderJob, show_progress: bool = True, on_frame=None) -> dict:
+    """Render ``job.frames`` of ``scene`` to the end (see the module docstring and :class:`RenderRun`); returns
+    the report (also written as JSON)."""
+    run = RenderRun(scene, job, on_frame)
+    bar = None
+    if show_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=run.total, initial=run.done, unit="frame", desc=f"render {job.mode}")
+    status = None
+    try:
+        while (record := run.step()) is not None:
+            if bar is not None:
+                if record.written:
+                    bar.update(1)
+                bar.set_postfix_str(f"frame {record.frame}{'' if record.written else ' (warm-up)'}: {record.decision}")
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    except BaseException as exc:
+        status = f"failed: {exc}"
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        report = run.finish(status)
+    return report
 
 
 def _native_frame(scene, frame: int, key: dict | None) -> FrameRecord:

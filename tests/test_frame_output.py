@@ -284,3 +284,31 @@ def test_full_disk_keeps_the_old_file_and_leaves_nothing(small_disk, file_format
     with pytest.raises(OutputError):
         write_frame(scene, noise, path)
     assert not list(path.parent.iterdir()), "a failed write leaves no file at the path"
+
+
+@pytest.mark.parametrize("view", [{"view_transform": "AgX", "look": "AgX - Punchy", "exposure": 0.5},
+                                  {"view_transform": "Standard", "look": "None", "exposure": 0.0}])
+def test_display_lut_is_blenders_own_colour_management(tmp_path, view):
+    """The viewport overlay's view transform: the LUT applied to linear colours gives what Blender saves for them."""
+    from blender_addon.frame_output import display_lut
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    for key, value in view.items():
+        setattr(scene.view_settings, key, value)
+    lut = display_lut(scene)
+    assert lut.separable == (view["view_transform"] == "Standard")  # AgX mixes channels
+    rng = np.random.default_rng(1)
+    linear = (rng.random((32, 48, 3)) ** 3 * 6).astype(np.float32)
+    linear[:4] *= np.array([1.0, 0.05, 0.01], np.float32)  # saturated colours, where a per-channel table fails
+    image = bpy.data.images.new("colours", 48, 32, alpha=True, float_buffer=True)
+    rgba = np.ones((32, 48, 4), np.float32)
+    rgba[..., :3] = linear[::-1]
+    image.pixels.foreach_set(rgba.ravel())
+    settings = scene.render.image_settings
+    settings.file_format, settings.color_mode, settings.color_depth = "PNG", "RGB", "8"
+    scene.render.dither_intensity = 0.0
+    image.save_render(str(tmp_path / "saved.png"), scene=scene)
+    saved, _, _ = _pixels(tmp_path / "saved.png")
+    error = np.abs(lut.apply(linear) * 255 - saved)
+    assert error.mean() < 0.6 and np.percentile(error, 99) < 3.0 and error.max() < 8.0, (error.mean(), error.max())

@@ -348,21 +348,3 @@ def test_blender_binary_renders_headless_with_the_packaged_script(tmp_path):
                           "--", "--mode", "ss", "--frames", "7-9", "--out", f"{tmp_path}/out2/f_####"],
                          env=env, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "outside scene" in bad.stderr
-
-
-def test_the_loop_runs_as_a_blender_operator(blend, tmp_path):
-    from blender_addon import operators
-    from blender_addon.capture import open_blend
-
-    operators.register()
-    try:
-        scene = open_blend(blend)
-        scene.frame_end = 1  # in memory only
-        scene.render.filepath = str(tmp_path / "op" / "f_####")
-        assert bpy.ops.reframe.render_animation(mode="native") == {"FINISHED"}
-        assert _png(tmp_path / "op" / "f_0001.png").shape == (HEIGHT, WIDTH, 3)
-        scene.render.engine = "CYCLES"
-        with pytest.raises(RuntimeError, match="renders with Cycles; --mode ss needs EEVEE"):
-            bpy.ops.reframe.render_animation(mode="ss")
-    finally:
-        operators.unregister()

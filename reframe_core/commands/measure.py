@@ -246,6 +246,16 @@ def _bench_seam(args) -> int:
     return 0
 
 
+def _bench_viewport(args) -> int:
+    from blender_addon.viewport_bench import format_viewport, run_viewport_bench
+
+    result = run_viewport_bench(args.scene, args.frames, args.screen, args.blender, Path(args.out),
+                                Path(args.screenshot) if args.screenshot else None)
+    print(format_viewport(result))
+    print(f"wrote {args.out}/viewport.json" + (f" and {args.screenshot}" if args.screenshot else ""))
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     from reframe_core.networks import NETWORKS
     from reframe_core.workloads import WORKLOADS
@@ -330,6 +340,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     seam.add_argument("--out", default="out/bench-seam")
     seam.add_argument("--quiet", action="store_true")
     seam.set_defaults(run=_bench_seam)
+
+    viewport = subparsers.add_parser("bench-viewport", help="the viewport overlay in a real Blender window (Xvfb)")
+    viewport.add_argument("--scene", default="slow_pan", help="library scene, seen from its camera")
+    viewport.add_argument("--frames", type=int, default=12, help="orbit steps per policy (cached, then uncached)")
+    viewport.add_argument("--screen", default="960x600", help="the virtual screen, WxH (the window fills it)")
+    viewport.add_argument("--blender", default="blender", help="a Blender binary with a window (default: on PATH)")
+    viewport.add_argument("--out", default="out/bench-viewport")
+    viewport.add_argument("--screenshot", help="copy the screenshot with the overlay here (README's)")
+    viewport.set_defaults(run=_bench_viewport)
 
     bench = subparsers.add_parser("bench-capture", help="EEVEE render vs capture overhead; cheap G-buffer vs full frame")
     bench.add_argument("--scene", default="slow_pan", choices=sorted(SCENES))
