@@ -20,11 +20,19 @@ def warn_plain_render(scene, *args):
                "Render Animation (ReFrame) (Ctrl Shift F12), or bpy.ops.reframe.render_animation() headless")
     print(f"ReFrame: {message}")
     if not bpy.app.background:
-        def draw(menu, context):
-            menu.layout.label(text=message[:110])
-            menu.layout.label(text=message[110:])
+        # render_init may run on the render job's thread: the popup goes up from the main thread, via a timer.
+        def popup():
+            def draw(menu, context):
+                menu.layout.label(text="ReFrame is enabled on this scene, but F12 / Ctrl F12 render without the network.")
+                menu.layout.label(text="Use Render > Render Animation (ReFrame) (Ctrl Shift F12) or Render Frame (ReFrame).")
 
-        bpy.context.window_manager.popup_menu(draw, title="ReFrame is not rendering this", icon="INFO")
+            windows = bpy.context.window_manager.windows
+            if windows:
+                with bpy.context.temp_override(window=windows[0]):
+                    bpy.context.window_manager.popup_menu(draw, title="ReFrame is not rendering this", icon="INFO")
+            return None
+
+        bpy.app.timers.register(popup, first_interval=0.0)
 
 
 def register(package: str) -> None:

@@ -60,3 +60,7 @@ def unregister():
     addon.unregister()
     if LIB in sys.path:
         sys.path.remove(LIB)
+    # Forget the modules loaded from here, so an upgrade (or re-enabling) imports the new files, not the old ones.
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", "") or "").startswith(LIB):
+            del sys.modules[name]

@@ -19,7 +19,7 @@ from pathlib import Path
 import bpy
 from bpy.props import BoolProperty, IntProperty
 
-from reframe_core.errors import ReframeError
+from reframe_core.errors import ReframeError, SettingsError
 
 from blender_addon import settings as addon_settings
 
@@ -48,12 +48,18 @@ def _time_native(scene, frame: int) -> float:
     """Seconds of one plain render of ``frame`` with the scene's own settings (not written): the estimate of
     native time the panel's 'time saved' compares with."""
     saved = scene.frame_current
-    scene.frame_set(frame)
-    start = time.perf_counter()
-    bpy.ops.render.render()
-    seconds = time.perf_counter() - start
-    scene.frame_set(saved)
-    return seconds
+    try:
+        scene.frame_set(frame)
+        start = time.perf_counter()
+        bpy.ops.render.render()
+        return time.perf_counter() - start
+    finally:
+        scene.frame_set(saved)
+
+
+# What an operator reports as one clear error instead of a traceback: settings and scene problems (ReframeError),
+# files (OSError), and Blender refusing a render (RuntimeError from an operator call).
+EXPECTED_ERRORS = (ReframeError, OSError, RuntimeError)
 
 
 class REFRAME_OT_render_animation(bpy.types.Operator):
@@ -78,10 +84,15 @@ class REFRAME_OT_render_animation(bpy.types.Operator):
         return range(first, last + 1)
 
     def _start(self, context):
+        from blender_addon import render_loop
         from blender_addon.render_loop import RenderRun
 
+        if render_loop.ACTIVE_RUNS:
+            raise SettingsError("a ReFrame render is already running in this Blender: wait for it to finish, or "
+                                "press Esc to cancel it")
         scene = context.scene
-        job = addon_settings.job_for(scene, frames=self._frames(scene), overwrite=self.overwrite)
+        job = addon_settings.job_for(scene, frames=self._frames(scene),
+                                     overwrite=self.overwrite or scene.reframe.overwrite)
         run = RenderRun(scene, job)
         self._native_s = None
         if scene.reframe.measure_native and run.remaining:
@@ -93,9 +104,10 @@ class REFRAME_OT_render_animation(bpy.types.Operator):
         return run
 
     def _finish(self, context, status: str | None = None) -> dict:
-        report = self._run.finish(status)
-        self._run = None
-        _store_stats(context.scene, report, self._native_s)
+        run, self._run = self._run, None
+        report = run.finish(status)
+        with contextlib.suppress(ReferenceError):  # the scene may be gone (another file loaded)
+            _store_stats(run.scene, report, self._native_s)
         return report
 
     def execute(self, context):
@@ -103,7 +115,7 @@ class REFRAME_OT_render_animation(bpy.types.Operator):
             self._run = self._start(context)
             while self._run.step() is not None:
                 pass
-        except (ReframeError, OSError) as exc:
+        except EXPECTED_ERRORS as exc:
             if self._run is not None:
                 self._finish(context, f"failed: {exc}")
             return _report_error(self, exc)
@@ -120,7 +132,7 @@ class REFRAME_OT_render_animation(bpy.types.Operator):
             return self.execute(context)
         try:
             self._run = self._start(context)
-        except (ReframeError, OSError) as exc:
+        except EXPECTED_ERRORS as exc:
             return _report_error(self, exc)
         wm = context.window_manager
         self._timer = wm.event_timer_add(TIMER_INTERVAL, window=context.window)
@@ -156,12 +168,15 @@ class REFRAME_OT_render_animation(bpy.types.Operator):
             self.report({"WARNING"}, f"ReFrame: cancelled; {report['totals']['written']} complete frames written, "
                                      f"run it again to render the rest")
             return {"CANCELLED"}
-        # (Blender 3.x events have no .timer: any timer tick steps, the interval keeps the pace)
-        if event.type != "TIMER" or getattr(event, "timer", self._timer) is not self._timer:
+        # Events carry no timer identity: any timer tick steps (the render itself keeps the pace); none while
+        # Blender renders something else (F12 started meanwhile).
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        if getattr(bpy.app, "is_job_running", lambda kind: False)("RENDER"):
             return {"PASS_THROUGH"}
         try:
             record = self._run.step()
-        except ReframeError as exc:
+        except EXPECTED_ERRORS as exc:
             self._end_modal(context)
             self._finish(context, f"failed: {exc}")
             return _report_error(self, exc)
@@ -205,7 +220,7 @@ class REFRAME_OT_render_frame(bpy.types.Operator):
                                              output=str(Path(folder) / "frame_####"),
                                              report=str(Path(folder) / "report.json"))
                 report = render_animation(scene, job, show_progress=False)
-            except (ReframeError, OSError) as exc:
+            except EXPECTED_ERRORS as exc:
                 return _report_error(self, exc)
             path = Path(report["frames"][-1]["written"])
             image = bpy.data.images.get(RESULT_IMAGE)
@@ -295,7 +310,8 @@ class REFRAME_OT_release_memory(bpy.types.Operator):
 
 
 class REFRAME_OT_setup_runtime(bpy.types.Operator):
-    """Create a Python environment with torch and the runtime's requirements (downloads about 1 GB from PyPI)"""
+    """Create a Python environment with torch and the runtime's requirements (downloads from PyPI: about 1 GB
+    where PyPI's torch is a CPU build, several GB where it is the CUDA one, as on Linux)"""
 
     bl_idname = "reframe.setup_runtime"
     bl_label = "Set Up Runtime"
@@ -308,12 +324,35 @@ class REFRAME_OT_setup_runtime(bpy.types.Operator):
             return Path(bpy.path.abspath(prefs.setup_folder))
         return Path(prefs.resolved_weights_folder()).parent / "runtime-env"
 
+    def _refused(self) -> bool:
+        if getattr(bpy.app, "online_access", True):
+            return False
+        self.report({"ERROR"}, "ReFrame: Blender may not go online (Preferences > System > Network > Allow Online "
+                               "Access): allow it, or set Runtime Python to an environment you installed")
+        return True
+
+    def execute(self, context):  # from a script or blender -b: the same steps, blocking, printing progress
+        from blender_addon import environment
+
+        if self._refused():
+            return {"CANCELLED"}
+        prefs = addon_settings.preferences()
+        job = environment.SetupJob(self._folder(prefs))
+        try:
+            while job.poll():
+                time.sleep(0.2)
+        except (environment.RuntimeEnvironmentError, OSError) as exc:
+            return _report_error(self, exc)
+        prefs.python = str(job.python)
+        self.report({"INFO"}, f"ReFrame: runtime ready at {job.python}")
+        return {"FINISHED"}
+
     def invoke(self, context, event):
         from blender_addon import environment
 
-        if not getattr(bpy.app, "online_access", True):
-            self.report({"ERROR"}, "ReFrame: Blender may not go online (Preferences > System > Network > Allow Online "
-                                   "Access): allow it, or set Runtime Python to an environment you installed")
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        if self._refused():
             return {"CANCELLED"}
         prefs = addon_settings.preferences()
         self._job = environment.SetupJob(self._folder(prefs))
@@ -335,7 +374,8 @@ class REFRAME_OT_setup_runtime(bpy.types.Operator):
             return {"PASS_THROUGH"}
         try:
             more = self._job.poll()
-        except RuntimeEnvironmentError as exc:
+        except (RuntimeEnvironmentError, OSError) as exc:
+            self._job.cancel()
             self._end(context)
             return _report_error(self, exc)
         context.window_manager.progress_update(int(self._job.progress * 100))
@@ -351,9 +391,17 @@ class REFRAME_OT_setup_runtime(bpy.types.Operator):
         bpy.ops.reframe.check_runtime()
         return {"FINISHED"}
 
+    def cancel(self, context):  # Blender quitting, or another file loaded, while pip runs
+        if self._job is not None:
+            self._job.cancel()
+        self._end(context)
+
     def _end(self, context):
         wm = context.window_manager
+        if self._timer is None:
+            return
         wm.event_timer_remove(self._timer)
+        self._timer = None
         wm.progress_end()
         with contextlib.suppress(AttributeError):
             context.workspace.status_text_set(None)

@@ -105,7 +105,6 @@ if module not in bpy.context.preferences.addons:
 prefs = bpy.context.preferences.addons[module].preferences
 for key, value in settings.items():
     setattr(prefs, key, value)
-bpy.context.preferences.use_preferences_save = True
 bpy.ops.wm.save_userpref()
 print("REFRAME-CONFIGURED", module, json.dumps({k: getattr(prefs, k) for k in settings}))
 """

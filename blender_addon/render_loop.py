@@ -197,11 +197,9 @@ def plan_segments(scene, job: RenderJob, todo: list[int]) -> list[tuple[int, int
     """Contiguous (first, last) frame runs to step through: each missing frame with its warm-up before it;
     runs closer than a warm-up are merged (stepping the frames between costs no more than warming up again)."""
     segments: list[list[int]] = []
-    period = 1
-    if job.workload is not None:
-        from reframe_core.workloads import get_workload
-
-        period = get_workload(job.workload, k=job.k).period
+    # FE's period is k (a full render every k-th frame), SS's 1; written out rather than asking the workload,
+    # whose module imports torch: Blender's side never does (tests/test_render.py checks the two agree).
+    period = job.k if job.workload == "fe" else 1
     for frame in todo:
         start = frame
         if job.workload is not None and job.warmup:
@@ -318,11 +316,11 @@ class RenderRun:
         self.finished_report: dict | None = None
         global ACTIVE_RUNS
         ACTIVE_RUNS += 1
+        self._counted = True
         try:
             self._prepare()
         except BaseException:
-            ACTIVE_RUNS -= 1
-            self.output.__exit__(None, None, None)
+            self._release(failed=True)
             raise
 
     def _prepare(self) -> None:
@@ -400,6 +398,29 @@ class RenderRun:
         self.position += 1
         return record
 
+    def _release(self, failed: bool = False) -> None:
+        """Everything the run holds, given back whatever fails on the way: the runtime, the scratch file, the
+        scene's frame and output path, the count of open runs."""
+        global ACTIVE_RUNS
+        try:
+            scratch = getattr(self, "scratch", None)
+            if scratch is not None:
+                scratch.unlink(missing_ok=True)
+            try:
+                if self.session is not None:
+                    self.session.close()
+            finally:
+                if self.runtime is not None:
+                    self.runtime.close()
+        finally:
+            if self._counted:
+                self._counted = False
+                ACTIVE_RUNS -= 1
+            with contextlib.suppress(Exception):  # the scene may be gone (file loaded, undo)
+                self.scene.frame_set(self.original_frame)
+            with contextlib.suppress(Exception):
+                self.output.__exit__(None, None, None)
+
     def finish(self, status: str | None = None) -> dict:
         """Close the runtime, restore the scene and write the report (also returned). ``status`` by default:
         "complete" when every frame was stepped, else "cancelled". Safe to call twice."""
@@ -408,28 +429,22 @@ class RenderRun:
         report = self.report
         report.status = status or ("complete" if self.position >= len(self.plan) else "cancelled")
         report.wall_s = self.elapsed
+        if self.session is not None:
+            with contextlib.suppress(Exception):  # a dead runtime must not hide the frames' report
+                report.session, report.machine = self.session.stats(), self.runtime.machine()
+        else:  # native, or nothing left to render: the machine that rendered
+            report.machine = {"platform": platform.platform(), "python": platform.python_version(),
+                              "cpu_count": os.cpu_count()}
+        data = report.as_dict()
+        data["report"] = str(self.report_path)
+        self.finished_report = data
         try:
-            self.scratch.unlink(missing_ok=True)
-            if self.session is not None:
-                with contextlib.suppress(Exception):  # a dead runtime must not hide the frames' report
-                    report.session, report.machine = self.session.stats(), self.runtime.machine()
-                self.session.close()
-                self.runtime.close()
-            else:  # native, or nothing left to render: the machine that rendered
-                report.machine = {"platform": platform.platform(), "python": platform.python_version(),
-                                  "cpu_count": os.cpu_count()}
+            self._release()
         finally:
-            global ACTIVE_RUNS
-            ACTIVE_RUNS -= 1
-            self.scene.frame_set(self.original_frame)
-            self.output.__exit__(None, None, None)
-            data = report.as_dict()
-            data["report"] = str(self.report_path)
             with contextlib.suppress(OSError):  # a full disk must not hide the error that stopped the job
                 self.report_path.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(self.report_path,
                              lambda tmp: tmp.write_text(json.dumps(data, indent=1, default=str) + "\n"))
-            self.finished_report = data
         return data
 
 
@@ -438,12 +453,12 @@ def render_animation(scene, job: RenderJob, show_progress: bool = True, on_frame
     the report (also written as JSON)."""
     run = RenderRun(scene, job, on_frame)
     bar = None
-    if show_progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=run.total, initial=run.done, unit="frame", desc=f"render {job.mode}")
     status = None
     try:
+        if show_progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=run.total, initial=run.done, unit="frame", desc=f"render {job.mode}")
         while (record := run.step()) is not None:
             if bar is not None:
                 if record.written:

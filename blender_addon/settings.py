@@ -52,7 +52,8 @@ def weights_file(mode: str, scale: float, folder: str | None) -> Path | None:
 
 
 def _scale_items(self, context):
-    folder = getattr(preferences(), "weights_folder", None)
+    prefs = preferences()
+    folder = prefs.resolved_weights_folder() if prefs is not None else None
     items = []
     for i, scale in enumerate(SCALES):
         found = weights_file("ss", scale, folder) is not None
@@ -100,6 +101,9 @@ class ReframeSceneSettings(bpy.types.PropertyGroup):
     warmup: IntProperty(name="Warm-up frames", default=DEFAULT_WARMUP, min=0, max=32,
                         description="frames rendered but not written before the first frame of a resumed or partial "
                                     "render, so the network's history is warm")
+    overwrite: BoolProperty(name="Overwrite existing frames", default=False,
+                            description="render frames that already exist again (off: frames this add-on already "
+                                        "wrote are kept and skipped; files written otherwise stop the render)")
     measure_native: BoolProperty(name="Time one native frame", default=True,
                                  description="render the first frame once natively (not written) to estimate the "
                                              "time ReFrame saves")

@@ -52,7 +52,7 @@ def draw_preferences(prefs, context, layout) -> None:
     if prefs.last_check:
         _wrapped(col.box(), prefs.last_check, "CHECKMARK" if prefs.last_check_ok else "ERROR", width=90)
     box = layout.box()
-    box.label(text="No environment with torch yet? Create one (downloads about 1 GB from PyPI):")
+    box.label(text="No environment with torch yet? Create one (downloads torch from PyPI: 1 GB to several GB):")
     box.prop(prefs, "setup_folder")
     row = box.row()
     row.enabled = bool(getattr(bpy.app, "online_access", True))
@@ -102,6 +102,7 @@ class RENDER_PT_reframe(bpy.types.Panel):
             sub.prop(settings, "max_age")
         col.prop(settings, "warmup")
         col.prop(settings, "measure_native")
+        col.prop(settings, "overwrite")
         row = layout.row(align=True)
         row.enabled = settings.enabled
         row.operator("reframe.render_frame", icon="RENDER_STILL")

@@ -18,6 +18,7 @@ Drawing needs a GPU context: nothing here runs in background mode.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -73,11 +74,11 @@ class Capture:
         self.size = size  # (width, height)
         self.offscreen = gpu.types.GPUOffScreen(size[0], size[1], format="RGBA16F")
 
-    def draw(self, context, space, region, view_matrix, projection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def draw(self, scene, view_layer, space, region, view_matrix,
+             projection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(colour RGBA, albedo RGBA, depth buffer), each top row first, drawn with ``projection``."""
         import gpu
 
-        scene, view_layer = context.scene, context.view_layer
         shading = space.shading
         saved_pass = getattr(shading, "render_pass", None)
         saved_overlays = space.overlay.show_overlays
@@ -117,27 +118,17 @@ class ViewportOverlay:
         from blender_addon.render_loop import open_runtime
         from bridge.worker import SessionWorker
 
+        from blender_addon.frame_output import display_lut
+
         self.space, self.region = space, region
         self.key = space.as_pointer()
         settings = context.scene.reframe
         self.scale = float(settings.scale)
-        job = addon_settings.job_for(context.scene, mode="ss")  # bad settings fail here, in the operator
-        self.job = job
-        # Connecting (or starting a server and importing torch there) takes seconds: on a thread, so the window
-        # never waits on it; ticks show "starting" until it is ready and any failure as the overlay's error.
-        self.runtime = None
-        self.runtime_error: str | None = None
-
-        def connect():
-            try:
-                self.runtime = open_runtime(job)
-            except Exception as exc:
-                self.runtime_error = f"{type(exc).__name__}: {exc}"
-
-        self.connecting = threading.Thread(target=connect, name="reframe-connect", daemon=True)
-        self.connecting.start()
+        self.job = job = addon_settings.job_for(context.scene, mode="ss")  # bad settings fail here, in the operator
+        self.lut = display_lut(context.scene)  # the scene's colour management, measured once (fails before any thread)
         self.session = self.worker = self.capture = self.texture = None
         self.display_size = None  # (height, width)
+        self.size_seen, self.size_since = None, 0.0  # a resize reopens the session once the size holds still
         self.SessionWorker = SessionWorker
         self.previous = None  # the last submitted FrameBuffers
         self.previous_view = None
@@ -153,12 +144,35 @@ class ViewportOverlay:
         self.error: str | None = None
         self.last_image: np.ndarray | None = None  # the last result shown (display size, linear RGB)
         self.last_display: np.ndarray | None = None  # ... and the texture drawn for it
-        from blender_addon.frame_output import display_lut
+        self.handle = None
+        self.closed = False
+        # Connecting (or starting a server and importing torch there) takes seconds: on a thread, so the window
+        # never waits on it; ticks show "starting" until it is ready and any failure as the overlay's error.
+        self.runtime = None
+        self.runtime_error: str | None = None
+        self._runtime_lock = threading.Lock()
 
-        self.lut = display_lut(context.scene)  # the scene's colour management, measured once
-        self.handle = bpy.types.SpaceView3D.draw_handler_add(self.draw, (), "WINDOW", "POST_PIXEL")
-        _overlays[self.key] = self
-        bpy.app.timers.register(self.tick, first_interval=TICK_S)
+        def connect():
+            try:
+                runtime = open_runtime(job)
+            except Exception as exc:
+                self.runtime_error = f"{type(exc).__name__}: {exc}"
+                return
+            with self._runtime_lock:
+                if self.closed:  # stopped while connecting: nobody will use it
+                    runtime.close()
+                else:
+                    self.runtime = runtime
+
+        self.connecting = threading.Thread(target=connect, name="reframe-connect", daemon=True)
+        self.connecting.start()
+        try:
+            self.handle = bpy.types.SpaceView3D.draw_handler_add(self.draw, (), "WINDOW", "POST_PIXEL")
+            _overlays[self.key] = self
+            bpy.app.timers.register(self.tick, first_interval=TICK_S)
+        except BaseException:
+            self.stop()
+            raise
 
     # --- session ------------------------------------------------------------------------------------------
     def _open(self, display_size) -> None:
@@ -194,19 +208,25 @@ class ViewportOverlay:
             self.capture = None
 
     # --- the loop on the main thread ------------------------------------------------------------------------
-    def _area_alive(self) -> bool:
-        try:
-            self.region.width  # raises ReferenceError once the area is gone
-            return True
-        except ReferenceError:
-            return False
+    def _locate(self):
+        """(window, space, region) of this overlay's 3D View, found again from the window manager: a closed area's
+        space and region are freed memory, which Blender does not guard for Python."""
+        for window in bpy.context.window_manager.windows:
+            for area in window.screen.areas:
+                if area.type == "VIEW_3D" and area.spaces.active.as_pointer() == self.key:
+                    region = next((r for r in area.regions if r.type == "WINDOW"), None)
+                    if region is not None:
+                        return window, area.spaces.active, region
+        return None
 
     def tick(self):
         if self.key not in _overlays:
             return None
-        if not self._area_alive():
+        found = self._locate()
+        if found is None:  # its area was closed (or its window, or another file loaded)
             self.stop()
             return None
+        self.window, self.space, self.region = found
         if self.runtime is None:
             if self.runtime_error is None:
                 return TICK_S  # still connecting
@@ -216,7 +236,7 @@ class ViewportOverlay:
             return None
         try:
             self._collect()
-            self._feed(bpy.context)
+            self._feed()
         except Exception as exc:  # shown in the viewport and the panel; the overlay stops instead of looping
             self.error = f"{type(exc).__name__}: {exc}"
             print(f"ReFrame viewport overlay stopped: {self.error}")
@@ -249,7 +269,7 @@ class ViewportOverlay:
                 if area.type == "VIEW_3D" and area.spaces.active.as_pointer() == self.key:
                     area.tag_redraw()
 
-    def _feed(self, context) -> None:
+    def _feed(self) -> None:
         rv3d = self.space.region_3d
         key = _view_key(self.region, rv3d)
         changed = key != self.last_key
@@ -264,6 +284,13 @@ class ViewportOverlay:
             return
         display_size = (self.region.height, self.region.width)
         if display_size != self.display_size:
+            # Dragging an area's edge resizes it every tick: reopen the session once the size holds for 0.3 s.
+            if display_size != self.size_seen:
+                self.size_seen, self.size_since = display_size, time.monotonic()
+                if self.display_size is not None:
+                    return
+            if self.display_size is not None and time.monotonic() - self.size_since < 0.3:
+                return
             self._open(display_size)
         view_matrix = rv3d.view_matrix.copy()
         window_matrix = np.array(rv3d.window_matrix)
@@ -272,7 +299,8 @@ class ViewportOverlay:
         width, height = self.capture.size
         jitter = jitter_offset(self.index, self.scale)
         start = time.perf_counter()
-        color, albedo, zbuffer = self.capture.draw(context, self.space, self.region, view_matrix,
+        color, albedo, zbuffer = self.capture.draw(self.window.scene, self.window.view_layer, self.space, self.region,
+                                                   view_matrix,
                                                    jittered_projection(window_matrix, (width, height), jitter))
         camera = camera_from_view(np.array(view_matrix), window_matrix, (width, height), name=f"view.{self.shot}",
                                   frame=self.index, jitter=jitter)
@@ -317,24 +345,42 @@ class ViewportOverlay:
         return lines
 
     def stop(self, keep_error: bool = False) -> None:
+        """Remove the overlay and give back what it holds; never raises, never waits long on the main thread."""
         _overlays.pop(self.key, None)
-        if self.handle is not None:
-            bpy.types.SpaceView3D.draw_handler_remove(self.handle, "WINDOW")
-            self.handle = None
-        self._close_session()
-        if self.runtime is not None:
-            self.runtime.close()
-        elif self.connecting.is_alive():  # close it once it connects, whenever that is
-            threading.Thread(target=self._close_when_connected, daemon=True).start()
-        self.texture = None
         if keep_error:
             _errors[self.key] = self.error
+        with self._runtime_lock:
+            self.closed = True
+            runtime = self.runtime
+        try:
+            if self.handle is not None:
+                bpy.types.SpaceView3D.draw_handler_remove(self.handle, "WINDOW")
+                self.handle = None
+        except Exception:
+            pass
+        self.texture = None
+        worker, session, capture = self.worker, self.session, self.capture
+        self.worker = self.session = self.capture = None
+        if capture is not None:
+            with contextlib.suppress(Exception):
+                capture.free()
+        stopped = worker is None or worker.close(timeout=2.0)
 
+        def release():
+            # After a step still running on the worker (a hung runtime): closing waits for it, on this thread.
+            if not stopped:
+                worker.close(timeout=600.0)
+            with contextlib.suppress(Exception):
+                if session is not None:
+                    session.close()
+            with contextlib.suppress(Exception):
+                if runtime is not None:
+                    runtime.close()
 
-    def _close_when_connected(self) -> None:
-        self.connecting.join()
-        if self.runtime is not None:
-            self.runtime.close()
+        if stopped:
+            release()
+        else:
+            threading.Thread(target=release, name="reframe-release", daemon=True).start()
 
 
 _errors: dict[int, str] = {}  # why an overlay stopped by itself, per 3D View, until it is started again
@@ -370,15 +416,20 @@ class REFRAME_OT_viewport_overlay(bpy.types.Operator):
             existing.stop()
             self.report({"INFO"}, "ReFrame overlay stopped")
             return {"FINISHED"}
-        if space.shading.type not in ("MATERIAL", "RENDERED"):
-            space.shading.type = "MATERIAL"  # EEVEE's passes exist only in Material Preview / Rendered
-        region = next((r for r in context.area.regions if r.type == "WINDOW"), None)
         if space.region_3d.is_perspective is False:
             self.report({"ERROR"}, "ReFrame overlay needs a perspective view (numpad 5 toggles it)")
             return {"CANCELLED"}
+        from blender_addon.render_loop import EEVEE_ENGINES
+
+        rendered_by_eevee = space.shading.type == "RENDERED" and context.scene.render.engine in EEVEE_ENGINES
+        if space.shading.type != "MATERIAL" and not rendered_by_eevee:
+            # EEVEE's passes exist in Material Preview (always EEVEE) and in Rendered with EEVEE as the engine
+            space.shading.type = "MATERIAL"
+            self.report({"INFO"}, "ReFrame overlay: switched the view to Material Preview (EEVEE)")
+        region = next((r for r in context.area.regions if r.type == "WINDOW"), None)
         try:
             ViewportOverlay(context, space, region)
-        except ReframeError as exc:
+        except (ReframeError, OSError, RuntimeError, TypeError) as exc:  # settings, LUT measuring, GPU
             self.report({"ERROR"}, f"ReFrame: {exc}")
             return {"CANCELLED"}
         _errors.pop(space.as_pointer(), None)
@@ -386,10 +437,49 @@ class REFRAME_OT_viewport_overlay(bpy.types.Operator):
         return {"FINISHED"}
 
 
+_SCENE_DATA = ("Object", "Mesh", "Material", "Light", "World", "Image", "NodeTree", "Curve", "Camera")
+
+
+@bpy.app.handlers.persistent
+def _scene_changed(scene, depsgraph=None):
+    """An edit (moving an object, a material) makes a converged overlay stale: capture again. Only data the
+    picture depends on counts; the overlay's own pass switching is not an edit."""
+    if not _overlays or depsgraph is None:
+        return
+    kinds = tuple(getattr(bpy.types, name) for name in _SCENE_DATA)
+    if any(isinstance(u.id, kinds) for u in depsgraph.updates):
+        _mark_stale()
+
+
+@bpy.app.handlers.persistent
+def _frame_changed(scene, *args):
+    if _overlays:
+        _mark_stale()
+
+
+def _mark_stale() -> None:
+    for overlay in _overlays.values():
+        overlay.last_key = None  # treated as a view change
+
+
+@bpy.app.handlers.persistent
+def _file_loading(*args):
+    stop_all()  # the overlays' areas, scene and timers belong to the file being closed
+
+
+_HANDLERS = (("depsgraph_update_post", _scene_changed), ("frame_change_post", _frame_changed),
+             ("load_pre", _file_loading))
+
+
 def register():
     bpy.utils.register_class(REFRAME_OT_viewport_overlay)
+    for name, handler in _HANDLERS:
+        getattr(bpy.app.handlers, name).append(handler)
 
 
 def unregister():
     stop_all()
+    for name, handler in _HANDLERS:
+        if handler in getattr(bpy.app.handlers, name):
+            getattr(bpy.app.handlers, name).remove(handler)
     bpy.utils.unregister_class(REFRAME_OT_viewport_overlay)

@@ -140,7 +140,7 @@ def steps():
     # what the test compares: texture drawn, network output, its input, and a full-resolution draw of the view
     width, height = overlay.capture.size
     native = viewport.Capture((region.width, region.height))
-    color_full, _, _ = native.draw(bpy.context, space, region, rv3d.view_matrix.copy(), np.array(rv3d.window_matrix))
+    color_full, _, _ = native.draw(window.scene, window.view_layer, space, region, rv3d.view_matrix.copy(), np.array(rv3d.window_matrix))
     native.free()
     np.savez_compressed(OUT / "overlay.npz", drawn=drawn, texture=overlay.last_display,
                         network=overlay.last_image, low=overlay.previous.color, native=color_full[..., :3],

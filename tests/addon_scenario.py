@@ -3,10 +3,10 @@ with ``BLENDER_USER_RESOURCES`` set by the test to a temporary folder, so the in
 Blender. Each prints one ``RESULT {json}`` line for the test to check.
 
 - ``install ZIP BLEND OUT``: install the zip offline with ``package_install_files(enable_on_install=True)``,
-  point the preferences at this Python (in-process runtime), save them; build the 6-frame test scene with its
+  point the preferences at this Python (server runtime, the default), save them; build the 6-frame test scene with its
   output path OUT/frame_#### and ReFrame enabled, and save it as BLEND.
 - ``errors BLEND``: a Cycles scene, a missing runtime Python, Set Up Runtime while Blender may not go online:
-  each one clear error.
+  each one clear error; F12 on a ReFrame scene says it renders without the network; Render Frame.
 - ``render BLEND``: what ``blender -b BLEND --python-expr "import bpy; bpy.ops.reframe.render_animation()"`` does
   in a Blender binary; the ``bpy`` module loads no preferences by itself, so they are read first.
 """
@@ -41,7 +41,8 @@ def install(zip_path: str, blend: str, out: str) -> dict:
              "weights_folder": prefs.resolved_weights_folder(),
              "operators": [_exists(getattr(bpy.ops.reframe, name)) for name in ("render_animation", "render_frame",
                                                                         "check_runtime", "viewport_overlay")]}
-    prefs.python, prefs.runtime, prefs.device = sys.executable, "inprocess", "cpu"
+    # the default runtime, a server process started from this Python
+    prefs.python, prefs.runtime, prefs.device = sys.executable, "server", "cpu"
     bpy.ops.wm.save_userpref()
     bpy.ops.reframe.check_runtime()
     found["check"] = prefs.last_check
@@ -55,12 +56,16 @@ def install(zip_path: str, blend: str, out: str) -> dict:
 
 
 def render(blend: str) -> dict:
+    # As in a stock Blender's Python: neither torch nor the OpenEXR module can be imported on Blender's side.
+    sys.modules["torch"] = None
+    sys.modules["OpenEXR"] = None
     bpy.ops.wm.read_userpref()
     bpy.ops.wm.open_mainfile(filepath=blend)
     result = bpy.ops.reframe.render_animation()
     settings = bpy.context.scene.reframe
     return {"result": sorted(result), "summary": settings.last_summary, "hit_rate": settings.last_hit_rate,
-            "ms_per_frame": settings.last_ms_per_frame, "module": sys.modules["blender_addon"].__file__}
+            "ms_per_frame": settings.last_ms_per_frame, "module": sys.modules["blender_addon"].__file__,
+            "torch_imported": sys.modules.get("torch") is not None}
 
 
 def errors(blend: str) -> dict:
@@ -97,10 +102,18 @@ def errors(blend: str) -> dict:
     found["plain_render"] = printed.getvalue()
     found["online_access"] = bpy.app.online_access
     try:
-        bpy.ops.reframe.setup_runtime("INVOKE_DEFAULT")
+        bpy.ops.reframe.setup_runtime()
         found["setup"] = None
     except RuntimeError as exc:
         found["setup"] = str(exc)
+    # Render Frame: the current frame through the network, into an image (no warm-up: one frame is enough here)
+    prefs.runtime, prefs.python = "inprocess", sys.executable
+    scene.reframe.warmup = 0
+    scene.frame_set(3)
+    found["render_frame"] = sorted(bpy.ops.reframe.render_frame())
+    image = bpy.data.images.get("ReFrame Render")
+    found["image"] = None if image is None else {"size": list(image.size), "packed": image.packed_file is not None}
+    found["frame_after"] = scene.frame_current
     return found
 
 

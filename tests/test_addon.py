@@ -101,6 +101,8 @@ def test_install_render_kill_and_resume(addon_zip, tmp_path):
     assert "ReFrame is enabled on this scene, but this is Blender's own render" in errors["plain_render"]
     assert errors["online_access"] is False  # the bpy module's default: nothing may download
     assert "may not go online" in errors["setup"] and "Allow Online Access" in errors["setup"]
+    assert errors["render_frame"] == ["FINISHED"] and errors["frame_after"] == 3
+    assert errors["image"] == {"size": [64, 48], "packed": True}
 
     # A render killed after its second frame: what is on disk is complete frames only.
     process = subprocess.Popen([sys.executable, str(SCENARIO), "render", str(blend)], env=env,
@@ -128,7 +130,7 @@ def test_install_render_kill_and_resume(addon_zip, tmp_path):
     # Run again: the finished frames are kept, the rest is rendered.
     before = {p.name: p.stat().st_mtime_ns for p in early}
     resumed = _run("render", blend, env=env)
-    assert resumed["result"] == ["FINISHED"]
+    assert resumed["result"] == ["FINISHED"] and resumed["torch_imported"] is False
     assert resumed["summary"] == f"complete: {6 - len(early)} written, {len(early)} already done", resumed
     frames = _frames(out)
     assert [p.name for p in frames] == [f"frame_{i:04d}.png" for i in range(1, 7)]
@@ -140,4 +142,5 @@ def test_install_render_kill_and_resume(addon_zip, tmp_path):
     assert not [p for p in leaked if p.exists()], "a dead render's scratch file is removed"
     report = json.loads((out / "reframe-ss-0001-0006.json").read_text())
     assert report["status"] == "complete" and report["totals"]["skipped"] == len(early)
+    assert report["session"]["runtime"]["transport"] == "server"  # torch only in the server process
     assert 0.0 <= resumed["hit_rate"] <= 1.0 and resumed["ms_per_frame"] > 0

@@ -110,3 +110,12 @@ def test_bad_settings_are_one_clear_error():
         open_session("xx")
     with pytest.raises(ReframeError, match="unknown policy"):
         open_session("ss", policy="sometimes", display_size=(32, 32))
+
+
+def test_the_render_loops_period_is_the_workloads():
+    """blender_addon.render_loop writes the period out (k for FE, 1 for SS) so Blender's side never imports torch;
+    it must stay what the workloads say."""
+    from reframe_core.workloads import get_workload
+
+    assert get_workload("ss").period == 1
+    assert [get_workload("fe", k=k).period for k in (1, 2, 3, 5)] == [1, 2, 3, 5]

@@ -19,6 +19,8 @@ def _install(args) -> int:
     done = install(args.blender, runtime_python=args.python, runtime=args.runtime, zip_path=args.zip)
     print(f"installed ReFrame into Blender {done['version']} ({done['blender']}) as {done['module']} in "
           f"{done['installed']}; runtime: {done['runtime']} with {done['python']}")
+    print("If that Blender is running, quit it without saving preferences (or restart it): it would write its own "
+          "preferences over these when it quits.")
     print("In Blender: Render Properties > ReFrame, or Render > Render Animation (ReFrame). Headless: "
           "blender -b FILE.blend --python-expr \"import bpy; bpy.ops.reframe.render_animation()\"")
     return 0

@@ -144,7 +144,10 @@ def _channels(path: Path) -> dict[str, np.ndarray]:
 
     if openexr_wheel_unsafe():  # inside Debian's Blender 3.4 the OpenEXR wheel crashes the process
         return _read_scanline_exr(path)
-    import OpenEXR
+    try:
+        import OpenEXR
+    except ImportError:  # Blender's own Python (the add-on ships no wheels): the numpy reader
+        return _read_scanline_exr(path)
 
     try:
         with OpenEXR.File(str(path), separate_channels=True) as exr:
@@ -162,9 +165,11 @@ _EXR_LINES = {0: 1, 2: 1, 3: 16}  # compression -> scanlines per chunk: NONE, ZI
 
 
 def _read_scanline_exr(path: Path) -> dict[str, np.ndarray]:
-    """A numpy reader for single-part scanline EXRs, uncompressed or ZIP(S): what Blender 3.x writes with the
-    capture's ``exr_codec = 'NONE'`` (and what :func:`write_buffers_exr` writes). Used only where the
-    OpenEXR wheel cannot run (:func:`reframe_core.blender_compat.openexr_wheel_unsafe`)."""
+    """A numpy reader for scanline EXRs, single- or multi-part, uncompressed or ZIP(S): what Blender writes with
+    the capture's ``exr_codec = 'NONE'`` (3.x and 4.2 one part, 5.0 one part per pass) and what
+    :func:`write_buffers_exr` writes. Used where the OpenEXR module cannot run (Debian's Blender 3.4:
+    :func:`reframe_core.blender_compat.openexr_wheel_unsafe`) or is not installed (Blender's own Python: the
+    add-on ships no wheels). Channels are named as the OpenEXR module names them ("Layer.Pass.C")."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -173,50 +178,66 @@ def _read_scanline_exr(path: Path) -> dict[str, np.ndarray]:
         magic, version = struct.unpack_from("<ii", data, 0)
         if magic != 20000630:
             raise SettingsError("not an OpenEXR file")
-        if version & 0x1A00:  # tiled, deep or multi-part
-            raise SettingsError("only single-part scanline files are supported here")
-        pos, header = 8, {}
-        while data[pos] != 0:
-            name_end = data.index(b"\0", pos)
-            type_end = data.index(b"\0", name_end + 1)
-            size = struct.unpack_from("<i", data, type_end + 1)[0]
-            header[data[pos:name_end].decode()] = data[type_end + 5:type_end + 5 + size]
-            pos = type_end + 5 + size
-        pos += 1
-        channels, chlist, i = [], header["channels"], 0
-        while chlist[i] != 0:
-            end = chlist.index(b"\0", i)
-            pixel_type, _, x_sampling, y_sampling = struct.unpack_from("<iB3xii", chlist, end + 1)
-            if (x_sampling, y_sampling) != (1, 1):
-                raise SettingsError("sub-sampled channels are not supported")
-            channels.append((chlist[i:end].decode(), _EXR_TYPES[pixel_type]))
-            i = end + 17
-        x0, y0, x1, y1 = struct.unpack("<iiii", header["dataWindow"])
-        width, height = x1 - x0 + 1, y1 - y0 + 1
-        compression = header["compression"][0]
-        if compression not in _EXR_LINES:
-            raise SettingsError(f"compression {compression} is not supported here (use NONE, ZIPS or ZIP)")
-        lines = _EXR_LINES[compression]
-        chunks = -(-height // lines)
-        offsets = struct.unpack_from(f"<{chunks}Q", data, pos)
-        row_bytes = sum(width * dtype.itemsize for _, dtype in channels)
-        out = {name: np.empty((height, width), np.float32) for name, _ in channels}
-        for offset in offsets:
-            y, size = struct.unpack_from("<ii", data, offset)
-            block = data[offset + 8:offset + 8 + size]
-            rows = min(lines, y1 + 1 - y)
-            if size < rows * row_bytes:  # compressed: zlib, then undo the predictor and the byte interleave
-                raw = np.frombuffer(zlib.decompress(block), np.uint8)
-                raw = np.cumsum(np.concatenate([raw[:1], raw[1:].astype(np.int64) - 128])).astype(np.uint8)
-                half = (raw.size + 1) // 2
-                block = np.empty_like(raw)
-                block[0::2], block[1::2] = raw[:half], raw[half:]
-                block = block.tobytes()
-            at = 0
-            for row in range(y - y0, y - y0 + rows):
-                for name, dtype in channels:
-                    out[name][row] = np.frombuffer(block, dtype, width, at)
-                    at += width * dtype.itemsize
+        if version & 0x0A00:  # tiled or deep
+            raise SettingsError("only scanline files are supported here")
+        multipart = bool(version & 0x1000)
+        pos, headers = 8, []
+        while True:  # one header per part; a multi-part file ends the list with an empty header
+            header: dict[str, bytes] = {}
+            while data[pos] != 0:
+                name_end = data.index(b"\0", pos)
+                type_end = data.index(b"\0", name_end + 1)
+                size = struct.unpack_from("<i", data, type_end + 1)[0]
+                header[data[pos:name_end].decode()] = data[type_end + 5:type_end + 5 + size]
+                pos = type_end + 5 + size
+            pos += 1
+            headers.append(header)
+            if not multipart or data[pos] == 0:
+                break
+        if multipart:
+            pos += 1
+        parts = []
+        for header in headers:
+            channels, chlist, i = [], header["channels"], 0
+            while chlist[i] != 0:
+                end = chlist.index(b"\0", i)
+                pixel_type, _, x_sampling, y_sampling = struct.unpack_from("<iB3xii", chlist, end + 1)
+                if (x_sampling, y_sampling) != (1, 1):
+                    raise SettingsError("sub-sampled channels are not supported")
+                channels.append((chlist[i:end].decode(), _EXR_TYPES[pixel_type]))
+                i = end + 17
+            x0, y0, x1, y1 = struct.unpack("<iiii", header["dataWindow"])
+            compression = header["compression"][0]
+            if compression not in _EXR_LINES:
+                raise SettingsError(f"compression {compression} is not supported here (use NONE, ZIPS or ZIP)")
+            lines = _EXR_LINES[compression]
+            chunks = -(-(y1 - y0 + 1) // lines)
+            offsets = struct.unpack_from(f"<{chunks}Q", data, pos)
+            pos += 8 * chunks
+            parts.append((channels, (x0, y0, x1, y1), lines, offsets))
+        out: dict[str, np.ndarray] = {}
+        for channels, (x0, y0, x1, y1), lines, offsets in parts:
+            width, height = x1 - x0 + 1, y1 - y0 + 1
+            row_bytes = sum(width * dtype.itemsize for _, dtype in channels)
+            planes = {name: np.empty((height, width), np.float32) for name, _ in channels}
+            skip = 4 if multipart else 0  # a multi-part chunk starts with its part number
+            for offset in offsets:
+                y, size = struct.unpack_from("<ii", data, offset + skip)
+                block = data[offset + skip + 8:offset + skip + 8 + size]
+                rows = min(lines, y1 + 1 - y)
+                if size < rows * row_bytes:  # compressed: zlib, then undo the predictor and the byte interleave
+                    raw = np.frombuffer(zlib.decompress(block), np.uint8)
+                    raw = np.cumsum(np.concatenate([raw[:1], raw[1:].astype(np.int64) - 128])).astype(np.uint8)
+                    half = (raw.size + 1) // 2
+                    block = np.empty_like(raw)
+                    block[0::2], block[1::2] = raw[:half], raw[half:]
+                    block = block.tobytes()
+                at = 0
+                for row in range(y - y0, y - y0 + rows):
+                    for name, dtype in channels:
+                        planes[name][row] = np.frombuffer(block, dtype, width, at)
+                        at += width * dtype.itemsize
+            out.update(planes)
         return out
     except (ValueError, KeyError, IndexError, struct.error, zlib.error) as exc:
         raise ExrError(f"cannot read EXR {path}: {exc}") from exc
