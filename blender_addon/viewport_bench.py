@@ -37,7 +37,7 @@ def run_viewport_bench(scene: str, frames: int, screen: str, blender: str, out: 
         home = Path(folder) / "home"
         env = {**os.environ, "HOME": str(home)}
         for name in ("BLENDER_USER_RESOURCES", "BLENDER_USER_CONFIG", "BLENDER_USER_SCRIPTS", "XDG_CONFIG_HOME"):
-        env.pop(name, None)  # only the throw-away HOME decides where Blender's configuration is
+            env.pop(name, None)  # only the throw-away HOME decides where Blender's configuration is
         installed = install(blender_path, runtime_python=sys.executable, env=env)  # never the user's Blender
         blend = Path(folder) / f"{scene}.blend"
         build = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from scenes import get_scene; import bpy; "

@@ -144,3 +144,13 @@ def test_modal_render_cancels_with_escape_leaving_complete_frames(session):
         with Image.open(session["out"] / "frames" / name) as image:
             image.load()
             assert image.size == (64, 48)
+
+
+def test_bench_viewport_reads_and_formats_what_the_scenario_left(session):
+    """reframe-blender bench-viewport runs the same scenario (with an orbit): its summary from this run's output."""
+    from blender_addon.viewport_bench import _quality, format_viewport
+
+    quality = _quality(session["out"])
+    assert quality["display"] == session["result"]["region"] and quality["input"][0] == session["result"]["region"][0] // 2
+    text = format_viewport({**session["result"], "blender": "3.4", "scene": "test", "quality": quality})
+    assert f"overlay {quality['flip_network']:.4f}, bicubic of the same draw {quality['flip_bicubic']:.4f}" in text
