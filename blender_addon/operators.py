@@ -26,8 +26,24 @@ from blender_addon import settings as addon_settings
 TIMER_INTERVAL = 0.05  # s between frames when modal: long enough for the window to redraw
 
 
+# The render path's messages name command-line options; in Blender the same fix is a setting.
+_IN_BLENDER = (("pass --overwrite to render it again, or choose another output path with --out",
+                "tick Overwrite existing frames (Render Properties > ReFrame) to render it again, or choose another "
+                "output path (Output Properties > Output)"),
+               ("or render it with --mode native", "or render it with Blender's own F12 / Ctrl F12"),
+               ("or use --mode native", "or render it with Blender's own F12 / Ctrl F12"),
+               ("--mode ss", "Supersampling"), ("--mode fe", "Frame extrapolation"),
+               ("use --frames A-B with A <= B", "set the scene's Frame Start <= Frame End"))
+
+
+def for_artists(message: str) -> str:
+    for cli, ui in _IN_BLENDER:
+        message = message.replace(cli, ui)
+    return message
+
+
 def _report_error(operator, exc: BaseException) -> set:
-    operator.report({"ERROR"}, f"ReFrame: {exc}")
+    operator.report({"ERROR"}, f"ReFrame: {for_artists(str(exc))}")
     return {"CANCELLED"}
 
 

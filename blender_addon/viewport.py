@@ -430,7 +430,9 @@ class REFRAME_OT_viewport_overlay(bpy.types.Operator):
         try:
             ViewportOverlay(context, space, region)
         except (ReframeError, OSError, RuntimeError, TypeError) as exc:  # settings, LUT measuring, GPU
-            self.report({"ERROR"}, f"ReFrame: {exc}")
+            from blender_addon.operators import for_artists
+
+            self.report({"ERROR"}, f"ReFrame: {for_artists(str(exc))}")
             return {"CANCELLED"}
         _errors.pop(space.as_pointer(), None)
         self.report({"INFO"}, "ReFrame overlay started")

@@ -94,7 +94,9 @@ def test_install_render_kill_and_resume(addon_zip, tmp_path):
     assert Path(installed["module"]).is_relative_to(tmp_path / "blender-user")
 
     errors = _run("errors", blend, env=env)
-    assert "renders with Cycles; --mode ss needs EEVEE" in errors["cycles"]
+    # the render path's message, in Blender's words (no command-line options)
+    assert "renders with Cycles; Supersampling needs EEVEE" in errors["cycles"] and "--" not in errors["cycles"]
+    assert "Blender's own F12 / Ctrl F12" in errors["cycles"]
     assert "/nonexistent/python does not exist" in errors["python"] and "Preferences" in errors["python"]
     assert errors["check"].startswith("Not ready: ") and "/nonexistent/python" in errors["check"]
     assert not out.exists() or not _frames(out)

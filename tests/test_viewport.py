@@ -50,7 +50,7 @@ def session(tmp_path_factory):
                                "bpy.ops.reframe.render_animation(frame_start=1, frame_end=2)"],
                               env=env, capture_output=True, text=True, timeout=600)
     out = tmp / "out"
-    run = subprocess.run([XVFB, "-a", "-s", "-screen 0 960x600x24", BLENDER, "--enable-event-simulate", str(blend),
+    run = subprocess.run([XVFB, "-a", "-s", "-screen 0 800x500x24", BLENDER, "--enable-event-simulate", str(blend),
                           "-P", str(REPO / "blender_addon" / "viewport_scenario.py"), "--", str(out)],
                          env=env, capture_output=True, text=True, timeout=900)
     result = json.loads((out / "viewport.json").read_text()) if (out / "viewport.json").exists() else {}
