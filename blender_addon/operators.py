@@ -256,18 +256,20 @@ class REFRAME_OT_render_frame(bpy.types.Operator):
 
 def show_image(context, image) -> None:
     """Show ``image`` in an Image Editor: one already open, else Blender's render window."""
-    for window in context.window_manager.windows:
-        for area in window.screen.areas:
-            if area.type == "IMAGE_EDITOR":
-                area.spaces.active.image = image
-                return
-    with contextlib.suppress(RuntimeError):
-        bpy.ops.render.view_show("INVOKE_DEFAULT")
+    def image_editor():
         for window in context.window_manager.windows:
             for area in window.screen.areas:
                 if area.type == "IMAGE_EDITOR":
-                    area.spaces.active.image = image
-                    return
+                    return area
+        return None
+
+    area = image_editor()
+    if area is None:
+        with contextlib.suppress(RuntimeError):
+            bpy.ops.render.view_show("INVOKE_DEFAULT")
+        area = image_editor()
+    if area is not None:
+        area.spaces.active.image = image
 
 
 class REFRAME_OT_check_runtime(bpy.types.Operator):

@@ -124,13 +124,12 @@ def _run_blender(blender: str, args: list[str], what: str, env: dict | None = No
 
 
 def site_packages(python: str) -> list[str]:
-    script = "import json, sysconfig; p = sysconfig.get_paths(); print(json.dumps([p['purelib'], p['platlib']]))"
+    from blender_addon.environment import site_folders
+
     try:
-        done = subprocess.run([python, "-c", script], capture_output=True, text=True, timeout=60)
-        return list(dict.fromkeys(json.loads(done.stdout.strip().splitlines()[-1])))
-    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
-        raise PackagingError(f"cannot ask the runtime Python {python} for its site-packages ({exc}): pass --python "
-                             f"with the project environment's python") from exc
+        return site_folders(python)[1]
+    except ReframeError as exc:
+        raise PackagingError(f"{exc}: pass --python with the project environment's python") from exc
 
 
 def install(blender: str = "blender", runtime_python: str | None = None, runtime: str = "server",

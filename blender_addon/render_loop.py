@@ -197,9 +197,11 @@ def plan_segments(scene, job: RenderJob, todo: list[int]) -> list[tuple[int, int
     """Contiguous (first, last) frame runs to step through: each missing frame with its warm-up before it;
     runs closer than a warm-up are merged (stepping the frames between costs no more than warming up again)."""
     segments: list[list[int]] = []
-    # FE's period is k (a full render every k-th frame), SS's 1; written out rather than asking the workload,
-    # whose module imports torch: Blender's side never does (tests/test_render.py checks the two agree).
-    period = job.k if job.workload == "fe" else 1
+    period = 1
+    if job.workload is not None:
+        from reframe_core.workloads import workload_facts  # torch-free (the workload's module is not)
+
+        period = workload_facts(job.workload).period(job.k)
     for frame in todo:
         start = frame
         if job.workload is not None and job.warmup:

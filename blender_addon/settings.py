@@ -38,8 +38,9 @@ def default_python() -> str:
 
 
 def weights_name(mode: str, scale: float) -> str:
-    """The weights file a workload loads (as ``reframe_core.workloads``' ``weights_name``; a test keeps them equal)."""
-    return f"ss_x{scale:g}" if mode == "ss" else "fe_extranet"
+    from reframe_core.workloads import workload_facts
+
+    return workload_facts(mode).weights_name(scale)
 
 
 def weights_file(mode: str, scale: float, folder: str | None) -> Path | None:
@@ -173,7 +174,9 @@ def job_for(scene, frames: range | None = None, overwrite: bool = False, output:
     if prefs is None:
         raise SettingsError("the ReFrame add-on is not enabled: enable it in Preferences > Add-ons")
     mode = mode or settings.mode
-    scale = float(settings.scale) if mode == "ss" else 1.0
+    from reframe_core.workloads import workload_facts
+
+    scale = workload_facts(mode).input_scale(float(settings.scale))  # FE renders at full size: scale 1
     weights = weights_file(mode, scale, prefs.resolved_weights_folder())
     if weights is None:
         raise SettingsError(f"no weights for {'supersampling ' + f'{scale:g}x' if mode == 'ss' else 'extrapolation'}: "

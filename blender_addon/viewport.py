@@ -264,10 +264,8 @@ class ViewportOverlay:
         self.texture = gpu.types.GPUTexture((width, height), format="RGBA16F", data=buffer)
 
     def _redraw(self) -> None:
-        for window in bpy.context.window_manager.windows:
-            for area in window.screen.areas:
-                if area.type == "VIEW_3D" and area.spaces.active.as_pointer() == self.key:
-                    area.tag_redraw()
+        if self._locate() is not None:
+            self.region.tag_redraw()
 
     def _feed(self) -> None:
         rv3d = self.space.region_3d

@@ -112,10 +112,17 @@ def test_bad_settings_are_one_clear_error():
         open_session("ss", policy="sometimes", display_size=(32, 32))
 
 
-def test_the_render_loops_period_is_the_workloads():
-    """blender_addon.render_loop writes the period out (k for FE, 1 for SS) so Blender's side never imports torch;
-    it must stay what the workloads say."""
-    from reframe_core.workloads import get_workload
+def test_the_torch_free_facts_are_the_workloads():
+    """Blender's side asks ``workload_facts`` (no torch) for the period, weights file and render scale; the
+    workloads answer the same."""
+    import sys
 
-    assert get_workload("ss").period == 1
+    from reframe_core.workloads import get_workload, workload_facts
+
+    assert get_workload("ss").period == 1 and workload_facts("ss").period(3) == 1
     assert [get_workload("fe", k=k).period for k in (1, 2, 3, 5)] == [1, 2, 3, 5]
+    assert [workload_facts("fe").period(k) for k in (1, 2, 3, 5)] == [1, 2, 3, 5]
+    assert get_workload("ss").weights_name(2.0) == "ss_x2" and workload_facts("ss").weights_name(1.5) == "ss_x1.5"
+    assert get_workload("fe").weights_name(1.0) == "fe_extranet"
+    assert get_workload("ss").input_scale(2.0) == 2.0 and get_workload("fe").input_scale(2.0) == 1.0
+    assert "reframe_core.workloads.supersampling" in sys.modules  # (the facts module itself imports none of them)

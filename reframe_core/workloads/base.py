@@ -49,6 +49,26 @@ class RenderRequest:
         return f"{kind}{size}{', jittered' if self.jitter else ''}"
 
 
+@dataclass(frozen=True)
+class WorkloadFacts:
+    """What a front end without torch (Blender's side of the add-on and the render loop) needs to know of a
+    workload, declared with its registry line (``reframe_core.workloads.WORKLOADS``); the workload classes answer
+    from it too, so the two cannot disagree."""
+
+    weights: str  # the shipped weights file's stem, formatted with the scale: "ss_x{scale:g}"
+    renders_scaled: bool  # the render is at 1/scale of the display (SS), else at full resolution (FE)
+    period_is_k: bool  # the pattern repeats every k frames (FE renders in full every k-th frame), else every frame
+
+    def weights_name(self, scale: float) -> str:
+        return self.weights.format(scale=scale)
+
+    def input_scale(self, scale: float) -> float:
+        return scale if self.renders_scaled else 1.0
+
+    def period(self, k: int) -> int:
+        return k if self.period_is_k else 1
+
+
 class Workload:
     """Base of the SS and FE workloads (see the module docstring); subclasses fill in every method."""
 
@@ -61,8 +81,14 @@ class Workload:
     scales: tuple[float, ...] = (1.0,)  # display / input size ratios the workload runs at
 
     # --- weights --------------------------------------------------------------------------------------
+    @property
+    def facts(self) -> WorkloadFacts:
+        from reframe_core.workloads import workload_facts
+
+        return workload_facts(self.name)
+
     def weights_name(self, scale: float) -> str:
-        raise NotImplementedError
+        return self.facts.weights_name(scale)
 
     def load(self, weights: str | Path | None = None, scale: float = 2.0):
         """(model in eval mode, payload): ``weights`` or the shipped file for ``scale``; the file's model card
@@ -95,7 +121,7 @@ class Workload:
 
     def input_scale(self, scale: float) -> float:
         """The scale of the frames this workload reads (SS: the low-res frames; FE: full resolution)."""
-        return 1.0
+        return self.facts.input_scale(scale)
 
     # --- running --------------------------------------------------------------------------------------
     def render_request(self, scale: float, full: bool) -> RenderRequest:
@@ -105,7 +131,7 @@ class Workload:
     @property
     def period(self) -> int:
         """Frames after which the runner's pattern repeats within a shot (FE: k); a warm-up starts on it."""
-        return 1
+        return self.facts.period(getattr(self, "k", 1))
 
     def runner(self, model, display_size: tuple[int, int], placement=None):
         raise NotImplementedError

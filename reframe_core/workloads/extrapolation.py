@@ -284,9 +284,6 @@ class ExtrapolationWorkload(Workload):
             raise SettingsError(f"k (every k-th frame rendered in full) must be >= 1, got {k}")
         self.k = k
 
-    def weights_name(self, scale: float) -> str:
-        return "fe_extranet"
-
     def shipped_scales(self) -> list[float]:
         from reframe_core.weights import shipped
 
@@ -300,10 +297,6 @@ class ExtrapolationWorkload(Workload):
 
     def render_request(self, scale: float, full: bool) -> RenderRequest:
         return RenderRequest(scale=1.0, jitter=False, cheap=not full)
-
-    @property
-    def period(self) -> int:
-        return self.k
 
     def runner(self, model, display_size, placement=None) -> "Extrapolator":
         return Extrapolator(model, self.k, placement)

@@ -157,9 +157,6 @@ class SupersamplingWorkload(Workload):
     name, arch, title, baseline_name, fallback_name = "ss", "ss", "supersampling", "bicubic", "bicubic"
     paper_delta = 0.25  # FBSR's threshold in the reference code
 
-    def weights_name(self, scale: float) -> str:
-        return f"ss_x{scale:g}"
-
     def shipped_scales(self) -> list[float]:
         from reframe_core.weights import SHIPPED
 
@@ -168,9 +165,6 @@ class SupersamplingWorkload(Workload):
     def check_scale(self, scale: float) -> None:
         if not 1.0 < scale <= 4.0:
             raise SettingsError(f"supersampling scale {scale:g} is out of range: use 1.5, 2 or 3 (per axis)")
-
-    def input_scale(self, scale: float) -> float:
-        return scale
 
     def render_request(self, scale: float, full: bool) -> RenderRequest:
         return RenderRequest(scale=scale, jitter=True, cheap=False)
