@@ -153,14 +153,16 @@ def _check_complete(tmp: Path, path: Path, file_format: str) -> None:
                           f"output folder {path.parent}.", path, _errno.EIO)
 
 
-def write_frame(scene, linear_rgba: np.ndarray, path: str | Path) -> Path:
+def write_frame(scene, linear_rgba: np.ndarray, path: str | Path, before_replace=None) -> Path:
     """Write ``linear_rgba`` (H, W, 4), rows top to bottom, linear and premultiplied like the Combined pass, to
     ``path`` through the scene's colour management and file format, atomically (a temporary file in the same
     folder, then ``os.replace``: ``path`` is either the old file or the whole new one). Returns ``path``.
 
     (H, W) must be :func:`output_size` of the scene, as Blender writes its own frames at that size.
     Raises :class:`OutputError` (message names the folder/file and the fix) when the folder is not writable, the
-    disk is full, or the format cannot hold a single image."""
+    disk is full, or the format cannot hold a single image. ``before_replace()``, if given, runs once the whole
+    file is written and just before it is moved into place (the render loop records the frame there, so a kill
+    between the two leaves a record without a file, re-rendered on resume, never a file without a record)."""
     path = Path(path)
     _check_format(scene)
     rgba = np.asarray(linear_rgba, dtype=np.float32)
@@ -181,23 +183,23 @@ def write_frame(scene, linear_rgba: np.ndarray, path: str | Path) -> Path:
         if working and image.colorspace_settings.name != working:
             image.colorspace_settings.name = working
         image.pixels.foreach_set(np.ascontiguousarray(rgba[::-1]).reshape(-1))  # Blender's rows: bottom first
-        _save_atomically(scene, image, path)
+        _save_atomically(scene, image, path, before_replace)
     finally:
         if image is not None:
             bpy.data.images.remove(image)
     return path
 
 
-def write_render_result(scene, path: str | Path) -> Path:
+def write_render_result(scene, path: str | Path, before_replace=None) -> Path:
     """Write the last render (the Render Result) to ``path`` as Blender's own animation render writes it
     (scene format and colour management), atomically; errors as :func:`write_frame`."""
     path = Path(path)
     _check_format(scene)
-    _save_atomically(scene, bpy.data.images["Render Result"], path)
+    _save_atomically(scene, bpy.data.images["Render Result"], path, before_replace)
     return path
 
 
-def _save_atomically(scene, image, path: Path) -> None:
+def _save_atomically(scene, image, path: Path, before_replace=None) -> None:
     """``image.save_render`` into a temporary file beside ``path``, checked whole, then moved onto ``path``."""
     settings = scene.render.image_settings
     folder = path.parent
@@ -219,6 +221,8 @@ def _save_atomically(scene, image, path: Path) -> None:
             raise OutputError(f"Blender could not write {path} ({message}); check the output folder {folder} "
                               f"and the format in {_WHERE}.", path) from exc
         _check_complete(tmp, path, settings.file_format)
+        if before_replace is not None:
+            before_replace()
         umask = os.umask(0)
         os.umask(umask)
         try:

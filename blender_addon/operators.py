@@ -89,6 +89,8 @@ class REFRAME_OT_render_animation(bpy.types.Operator):
     frame_start: IntProperty(name="First frame", default=-1, description="-1: the scene's frame start")
     frame_end: IntProperty(name="Last frame", default=-1, description="-1: the scene's frame end")
     overwrite: BoolProperty(name="Overwrite", default=False, description="render frames already written again")
+    warmup: IntProperty(name="Warm-up frames", default=-1, min=-1,
+                        description="frames stepped before the first frame (a farm chunk); -1: the scene's setting")
 
     _run = None
     _timer = None
@@ -108,7 +110,8 @@ class REFRAME_OT_render_animation(bpy.types.Operator):
                                 "press Esc to cancel it")
         scene = context.scene
         job = addon_settings.job_for(scene, frames=self._frames(scene),
-                                     overwrite=self.overwrite or scene.reframe.overwrite)
+                                     overwrite=self.overwrite or scene.reframe.overwrite,
+                                     warmup=None if self.warmup < 0 else self.warmup)
         run = RenderRun(scene, job)
         self._native_s = None
         if scene.reframe.measure_native and run.remaining:
@@ -128,9 +131,12 @@ class REFRAME_OT_render_animation(bpy.types.Operator):
 
     def execute(self, context):
         try:
+            from blender_addon.render_loop import saved_lines
+
             self._run = self._start(context)
-            while self._run.step() is not None:
-                pass
+            while (record := self._run.step()) is not None:
+                if record.written:  # as Blender's own render prints: farm managers (Flamenco) follow these lines
+                    print(saved_lines(record), flush=True)
         except EXPECTED_ERRORS as exc:
             if self._run is not None:
                 self._finish(context, f"failed: {exc}")

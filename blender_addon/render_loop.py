@@ -193,6 +193,20 @@ def shot_start(scene, frame: int, limit: int) -> int:
     return start
 
 
+def shots(scene, frames: range) -> list[tuple[int, int]]:
+    """(first, last) frame runs of ``frames`` seen by one camera: a farm splits a range at these cuts."""
+    runs: list[list[int]] = []
+    previous = None
+    for frame in frames:
+        name = _camera_name(scene, frame)
+        if runs and name == previous:
+            runs[-1][1] = frame
+        else:
+            runs.append([frame, frame])
+        previous = name
+    return [(a, b) for a, b in runs]
+
+
 def plan_segments(scene, job: RenderJob, todo: list[int]) -> list[tuple[int, int]]:
     """Contiguous (first, last) frame runs to step through: each missing frame with its warm-up before it;
     runs closer than a warm-up are merged (stepping the frames between costs no more than warming up again)."""
@@ -450,9 +464,27 @@ class RenderRun:
         return data
 
 
+def describe_job(scene, job: RenderJob) -> dict:
+    """What ``job`` would do, checked as a render checks it (the file, the scene, the output folder, files in
+    the way) but with nothing rendered: a farm's plan and its check of each node."""
+    frames = job.frames or range(scene.frame_start, scene.frame_end + 1)
+    if len(frames) == 0:
+        raise SettingsError("the frame range is empty: use --frames A-B with A <= B")
+    with _OutputPath(scene, job.output):
+        check_job(scene, job, frames)
+        check_output_folder(scene, frames.start)
+        done = finished_frames(scene, job, frames)
+        first = output_path(scene, frames.start)
+        return {"scene": scene.name, "file": bpy.data.filepath or None, "frames": [frames.start, frames.stop - 1],
+                "shots": shots(scene, frames), "output": scene.render.filepath, "first_file": str(first),
+                "folder": str(first.parent), "finished": done, "size": list(output_size(scene)),
+                "blender": bpy.app.version_string}
+
+
 def render_animation(scene, job: RenderJob, show_progress: bool = True, on_frame=None) -> dict:
     """Render ``job.frames`` of ``scene`` to the end (see the module docstring and :class:`RenderRun`); returns
-    the report (also written as JSON)."""
+    the report (also written as JSON). Each written frame prints Blender's ``Saved: '...'`` line, which farm
+    managers (Flamenco, Deadline) and :mod:`reframe_core.farm` follow for progress."""
     run = RenderRun(scene, job, on_frame)
     bar = None
     status = None
@@ -462,6 +494,8 @@ def render_animation(scene, job: RenderJob, show_progress: bool = True, on_frame
 
             bar = tqdm(total=run.total, initial=run.done, unit="frame", desc=f"render {job.mode}")
         while (record := run.step()) is not None:
+            if record.written:
+                _say(bar, saved_lines(record))
             if bar is not None:
                 if record.written:
                     bar.update(1)
@@ -479,6 +513,23 @@ def render_animation(scene, job: RenderJob, show_progress: bool = True, on_frame
     return report
 
 
+def saved_lines(record: FrameRecord) -> str:
+    """Blender's own two lines for a written frame (``Saved: '...'``, `` Time: ...``): what farm managers parse."""
+    seconds = record.render_s + (record.capture_s or 0) + (record.network_ms or 0) / 1e3 + (record.write_s or 0)
+    return f"Saved: '{record.written}'\n Time: {_clock(seconds)} (Saving: {_clock(record.write_s or 0)})"
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds // 60):02d}:{seconds % 60:05.2f}"  # Blender's "MM:SS.ss"
+
+
+def _say(bar, text: str) -> None:
+    if bar is not None:
+        bar.write(text)  # above the bar, which stays at the bottom
+    else:
+        print(text, flush=True)
+
+
 def _native_frame(scene, frame: int, key: dict | None) -> FrameRecord:
     scene.frame_set(frame)
     start = time.perf_counter()
@@ -486,8 +537,7 @@ def _native_frame(scene, frame: int, key: dict | None) -> FrameRecord:
     render_s = time.perf_counter() - start
     path = output_path(scene, frame)
     start = time.perf_counter()
-    write_render_result(scene, path)
-    _record(path, key)
+    write_render_result(scene, path, lambda: _record(path, key))
     return FrameRecord(frame, str(path), "full render (scene settings)", "native", "native render", False,
                        render_s, write_s=time.perf_counter() - start)
 
@@ -517,7 +567,7 @@ def _network_frame(scene, frame, session, scratch, previous, width, height, key,
     if key is not None:
         path = output_path(scene, frame)
         start = time.perf_counter()
-        write_frame(scene, result.image, path)  # opaque: write_frame adds alpha 1 to an RGB image
-        _record(path, key)
+        # Opaque: write_frame adds alpha 1 to an RGB image. The record goes in before the file moves into place.
+        write_frame(scene, result.image, path, lambda: _record(path, key))
         record.written, record.write_s = str(path), time.perf_counter() - start
     return record, buffers

@@ -165,8 +165,9 @@ class ReframePreferences(bpy.types.AddonPreferences):
 
 
 def job_for(scene, frames: range | None = None, overwrite: bool = False, output: str | None = None,
-            report: str | None = None, mode: str | None = None):
-    """The :class:`RenderJob` for ``scene``'s ReFrame settings and the add-on's preferences."""
+            report: str | None = None, mode: str | None = None, warmup: int | None = None):
+    """The :class:`RenderJob` for ``scene``'s ReFrame settings and the add-on's preferences (``warmup``: None for
+    the scene's setting)."""
     from blender_addon.render_loop import RenderJob
     from blender_addon import environment
 
@@ -183,7 +184,7 @@ def job_for(scene, frames: range | None = None, overwrite: bool = False, output:
                             f"put {weights_name(mode, scale)}.pt into {prefs.resolved_weights_folder()} or choose "
                             f"another Quality")
     common = dict(mode=mode, scale=scale, policy=settings.policy_spec(), k=settings.k, frames=frames,
-                  warmup=settings.warmup, overwrite=overwrite, output=output, report=report,
+                  warmup=settings.warmup if warmup is None else warmup, overwrite=overwrite, output=output, report=report,
                   device=prefs.device, weights=str(weights) if weights.parent != SHIPPED_WEIGHTS else None,
                   fallback=prefs.fallback, timeout=prefs.timeout)
     if prefs.runtime == "server":

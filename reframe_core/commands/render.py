@@ -6,6 +6,7 @@ The same arguments work inside Blender: ``blender -b FILE.blend -P blender_addon
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from reframe_core.frames.ranges import parse_frames
@@ -57,6 +58,9 @@ def job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="how long one runtime call may take before the server counts as hung (default 120)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--plan-only", action="store_true",
+                        help="check the file, scene and output folder and print what would be rendered (frames, "
+                             "camera shots, finished frames) as one JSON line; render nothing")
 
 
 def job_from_args(args):
@@ -96,10 +100,28 @@ def _ranges(frames: list[int]) -> str:
     return ", ".join(parts)
 
 
+def job_argv(args) -> list[str]:
+    """The job options of parsed ``args`` as command-line words (those set away from their defaults), so a farm
+    hands each chunk the same job."""
+    reference = argparse.ArgumentParser(add_help=False)
+    job_arguments(reference)
+    words: list[str] = []
+    for action in reference._actions:
+        value = getattr(args, action.dest, action.default)
+        if action.dest in ("frames", "warmup", "report", "quiet", "plan_only") or value == action.default or value is None:
+            continue
+        option = action.option_strings[0]
+        words += [option] if isinstance(action, argparse._StoreTrueAction) else [option, str(value)]
+    return words
+
+
 def run_job(scene, args) -> int:
-    from blender_addon.render_loop import render_animation
+    from blender_addon.render_loop import describe_job, render_animation
 
     job = job_from_args(args)
+    if args.plan_only:
+        print(json.dumps(describe_job(scene, job)))  # one line: farm nodes read it
+        return 0
     try:
         report = render_animation(scene, job, show_progress=not args.quiet)
     except KeyboardInterrupt:
