@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: the package's torch>=2.4 range alone would fetch a CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,bpy]'
+	$(PY) -m pip install -q -e '.[dev,bpy,farm]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -11,7 +11,8 @@ from reframe_core.errors import ReframeError
 # Each module exposes register(subparsers); bpy-dependent ones import bpy only when their command runs.
 COMMAND_MODULES = ("reframe_core.commands.render", "reframe_core.commands.demo", "reframe_core.commands.data",
                    "reframe_core.commands.train", "reframe_core.commands.bridge",
-                   "reframe_core.commands.measure", "reframe_core.commands.addon")
+                   "reframe_core.commands.measure", "reframe_core.commands.addon",
+                   "reframe_core.commands.farm")
 
 
 def build_parser() -> argparse.ArgumentParser:
