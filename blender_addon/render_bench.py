@@ -14,21 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from reframe_core.evaluation.metrics import flip
+from reframe_core.evaluation.metrics import flip, read_display_image
 from reframe_core.frames.buffers import atomic_write
 from reframe_core.workloads import get_workload
 
 from blender_addon.frame_output import write_frame
 from blender_addon.render_loop import MODES, RenderJob, render_animation
 from scenes import get_scene
-
-
-def read_png(path: Path) -> np.ndarray:
-    """An 8-bit PNG as float RGB in [0, 1] (the display-referred frame FLIP compares)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"), np.float32) / 255.0
 
 
 def library_scene(name: str, size: tuple[int, int], samples: int):
@@ -93,11 +85,11 @@ def bench_scene(name: str, frames: range, size: tuple[int, int], samples: int, o
         entry["ceiling"] = native["render_s"] / times["render_s"]
         entry["share_of_ceiling"] = entry["speedup"] / entry["ceiling"]
         entry["overhead_share_of_render"] = (times["total_s"] - times["render_s"]) / times["render_s"]
-        entry["flip_vs_native"] = float(np.mean([flip(read_png(out / name / "native" / f"{f:04d}.png"),
-                                                      read_png(out / name / mode / f"{f:04d}.png")).mean for f in frames]))
+        entry["flip_vs_native"] = float(np.mean([flip(read_display_image(out / name / "native" / f"{f:04d}.png"),
+                                                      read_display_image(out / name / mode / f"{f:04d}.png")).mean for f in frames]))
         entry["baseline"] = get_workload(MODES[mode]).fallback_name
-        entry["baseline_flip_vs_native"] = float(np.mean([flip(read_png(out / name / "native" / f"{f:04d}.png"),
-                                                               read_png(out / name / f"{mode}_baseline" / f"{f:04d}.png")).mean
+        entry["baseline_flip_vs_native"] = float(np.mean([flip(read_display_image(out / name / "native" / f"{f:04d}.png"),
+                                                               read_display_image(out / name / f"{mode}_baseline" / f"{f:04d}.png")).mean
                                                           for f in frames]))
     return {"scene": name, "frames": [frames.start, frames.stop - 1], "size": list(size), "samples": samples,
             "scale": scale, "policy": policy, "modes": results}
@@ -147,8 +139,8 @@ def measure_seam(name: str, frames: range, split: int, warmups=(0, 1, 3), size: 
         folder = out / f"chunk_warmup_{warmup}"
         render_animation(scene, RenderJob(frames=chunk, warmup=warmup, output=str(folder / "####"), **common),
                          show_progress=show_progress)
-        rows.append({"warmup": warmup, "flip": {f: flip(read_png(out / "continuous" / f"{f:04d}.png"),
-                                                         read_png(folder / f"{f:04d}.png")).mean for f in chunk}})
+        rows.append({"warmup": warmup, "flip": {f: flip(read_display_image(out / "continuous" / f"{f:04d}.png"),
+                                                         read_display_image(folder / f"{f:04d}.png")).mean for f in chunk}})
     result = {"scene": name, "frames": [frames.start, frames.stop - 1], "split": split, "size": size,
               "samples": samples, "mode": mode, "policy": policy, "rows": rows}
     atomic_write(out / "bench-seam.json", lambda tmp: tmp.write_text(json.dumps(result, indent=1) + "\n"))

@@ -13,17 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from reframe_core.evaluation.metrics import flip
+from reframe_core.evaluation.metrics import flip, read_display_image
 from reframe_core.frames.buffers import atomic_write
 
-from blender_addon.render_bench import baseline_writer, library_scene, read_png
+from blender_addon.render_bench import baseline_writer, library_scene
 from blender_addon.render_loop import RenderJob, render_animation
 
 
 def _side_by_side(paths: list[Path], out: Path) -> None:
     from PIL import Image
 
-    images = [read_png(p) for p in paths]
+    images = [read_display_image(p) for p in paths]
     gap = np.ones((images[0].shape[0], 4, 3), np.float32)  # a white bar between the panels
     strip = np.concatenate([x for image in images for x in (image, gap)][:-1], axis=1)
     data = (np.clip(strip, 0, 1) * 255 + 0.5).astype(np.uint8)
@@ -45,7 +45,7 @@ def run_render_demo(scene_name: str = "slow_pan", frames: range = range(1, 7), s
     rows = []
     for frame in frames:
         paths = [out / "bicubic" / f"{frame:04d}.png", out / "ss" / f"{frame:04d}.png", out / "native" / f"{frame:04d}.png"]
-        bicubic, ours, reference = (read_png(p) for p in paths)
+        bicubic, ours, reference = (read_display_image(p) for p in paths)
         _side_by_side(paths, out / "side_by_side" / f"{frame:04d}.png")
         record = next(f for f in ss["frames"] if f["frame"] == frame)
         rows.append({"frame": frame, "decision": record["decision"],

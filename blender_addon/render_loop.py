@@ -9,7 +9,7 @@ written at the scene's output size through Blender's colour management (:mod:`bl
 ``native`` renders with the scene's own settings and writes the Render Result, for comparison.
 
 Resume and chunks: a frame whose file exists and was written by this loop with the same settings (a line in
-``.reframe-frames.jsonl`` beside the frames) is skipped. Before the first frame to render, ``warmup`` frames
+``.reframe-frames/`` beside the frames, :mod:`reframe_core.frames.records`) is skipped. Before the first frame to render, ``warmup`` frames
 (never before the start of the shot) are rendered and stepped but not written, so the network's history and
 its cache are warm at the first written frame as in an uninterrupted run.
 
@@ -30,6 +30,7 @@ from pathlib import Path
 import bpy
 
 from reframe_core.errors import SettingsError
+from reframe_core.frames import records
 from reframe_core.frames.buffers import atomic_write
 from reframe_core.runtime.session import DEFAULT_WARMUP
 
@@ -40,7 +41,6 @@ from blender_addon.frame_output import (OutputError, check_output_folder, output
 
 MODES = {"ss": "ss", "fe": "fe", "native": None}  # render mode -> workload (reframe_core.workloads)
 EEVEE_ENGINES = ("BLENDER_EEVEE", "BLENDER_EEVEE_NEXT")
-RECORDS = ".reframe-frames.jsonl"
 ACTIVE_RUNS = 0  # RenderRuns open in this process: their renders are ReFrame's own (the add-on's handler skips them)  # beside the frames: which settings wrote which frame (one JSON line each)
 
 
@@ -232,23 +232,14 @@ def plan_segments(scene, job: RenderJob, todo: list[int]) -> list[tuple[int, int
 
 # --- finished frames --------------------------------------------------------------------------------------
 
-def _records(folder: Path) -> dict[str, dict]:
-    """file name -> settings key of the last run of this loop that wrote it."""
-    found: dict[str, dict] = {}
-    path = folder / RECORDS
-    if path.exists():
-        for line in path.read_text(errors="replace").splitlines():
-            with contextlib.suppress(json.JSONDecodeError, KeyError, TypeError):
-                entry = json.loads(line)
-                found[entry["file"]] = entry["settings"]
-    return found
-
-
-def _record(path: Path, key: dict) -> None:
-    # One short line appended with O_APPEND: farm workers writing other frames of the same folder do not clash.
-    line = json.dumps({"file": path.name, "settings": key}, sort_keys=True) + "\n"
-    with open(path.parent / RECORDS, "a") as f:
-        f.write(line)
+def _finishing(path: Path, frame: int, key: dict):
+    """What runs once a frame's new file is complete, just before it moves into place: any older file is removed,
+    then the frame is recorded. A kill between the steps leaves a record without a file (rendered again on
+    resume), never an old file under a new record, nor a new file without one."""
+    def finish():
+        path.unlink(missing_ok=True)
+        records.append(path, frame, key)
+    return finish
 
 
 def finished_frames(scene, job: RenderJob, frames: range) -> list[int]:
@@ -257,14 +248,14 @@ def finished_frames(scene, job: RenderJob, frames: range) -> list[int]:
     if job.overwrite:
         return []
     key = job.settings_key(scene)
-    done, records = [], {}
+    done, recorded = [], {}
     for frame in frames:
         path = output_path(scene, frame)
         if not path.exists():
             continue
-        if path.parent not in records:
-            records[path.parent] = _records(path.parent)
-        settings = records[path.parent].get(path.name)
+        if path.parent not in recorded:
+            recorded[path.parent] = records.latest(path.parent)
+        settings = recorded[path.parent].get(path.name)
         if settings == key:
             done.append(frame)
             continue
@@ -537,7 +528,7 @@ def _native_frame(scene, frame: int, key: dict | None) -> FrameRecord:
     render_s = time.perf_counter() - start
     path = output_path(scene, frame)
     start = time.perf_counter()
-    write_render_result(scene, path, lambda: _record(path, key))
+    write_render_result(scene, path, _finishing(path, frame, key))
     return FrameRecord(frame, str(path), "full render (scene settings)", "native", "native render", False,
                        render_s, write_s=time.perf_counter() - start)
 
@@ -568,6 +559,6 @@ def _network_frame(scene, frame, session, scratch, previous, width, height, key,
         path = output_path(scene, frame)
         start = time.perf_counter()
         # Opaque: write_frame adds alpha 1 to an RGB image. The record goes in before the file moves into place.
-        write_frame(scene, result.image, path, lambda: _record(path, key))
+        write_frame(scene, result.image, path, _finishing(path, frame, key))
         record.written, record.write_s = str(path), time.perf_counter() - start
     return record, buffers

@@ -29,6 +29,9 @@ def print_json(data) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from reframe_core.farm.node import die_with_parent
+
+    die_with_parent()  # a farm chunk's render (no-op otherwise)
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)

@@ -16,6 +16,7 @@ import pytest
 
 from reframe_core.errors import SettingsError
 from reframe_core.farm.chunks import Chunk, plan_chunks
+from reframe_core.frames import records
 
 REPO = Path(__file__).resolve().parents[1]
 JOB_TYPE = REPO / "reframe_core" / "farm" / "flamenco" / "reframe_render.js"
@@ -100,9 +101,13 @@ console.log(JSON.stringify({{chunks, tasks}}));
         assert [(c["first"], c["last"], c["warmup"], c["atCut"]) for c in got] == \
             [(c.first, c.last, c.warmup, c.at_cut) for c in expected], case
     # Frames 1-12 with a camera switch at 4 (the marker at 1 binds the first camera): 1-3, then 4-12 in threes.
-    exprs = [t["commands"][0]["params"]["args"][-1] for t in data["tasks"]]
-    assert exprs == [f"import bpy; bpy.ops.reframe.render_animation(frame_start={a}, frame_end={b}, warmup={w})"
-                     for a, b, w in ((1, 3, 3), (4, 6, 0), (7, 9, 3), (10, 12, 3))]
+    args = [t["commands"][0]["params"]["args"] for t in data["tasks"]]
+    # The warm-up is the setting's everywhere: the render itself never warms up across a real camera switch.
+    assert [a[-1] for a in args] == [
+        f"import bpy; bpy.ops.reframe.render_animation(frame_start={a}, frame_end={b}, warmup=3)"
+        for a, b in ((1, 3), (4, 6), (7, 9), (10, 12))]
+    assert all(a[:5] == ["--render-output", "/shared/out/######", "--python-exit-code", "1", "--python-expr"]
+               for a in args), "a failed chunk must fail its task"
     assert all(t["commands"][0]["type"] == "blender-render" and
                t["commands"][0]["params"]["blendfile"] == "/shared/shot.blend" for t in data["tasks"])
 
@@ -188,9 +193,9 @@ def test_a_chunk_killed_mid_way_is_retried_and_every_frame_is_written_once(clust
     assert chunks["0005-0008"]["attempts"] == 2 and chunks["0005-0008"]["skipped"] >= 1, "kept what it wrote"
     assert [c["attempts"] for label, c in chunks.items() if label != "0005-0008"] == [1, 1]
     assert report["totals"]["written"] == 12 and report["totals"]["written_twice"] == []
-    records = [json.loads(line)["file"] for line in (out / ".reframe-frames.jsonl").read_text().splitlines()]
-    assert sorted(records) == [f"f_{n:04d}.png" for n in range(1, 13)], "each frame written exactly once"
-    assert sorted(p.name for p in out.glob("f_*.png")) == sorted(records)
+    written = [(e["frame"], e["file"]) for e in records.entries(out)]
+    assert sorted(written) == [(n, f"f_{n:04d}.png") for n in range(1, 13)], "each frame written exactly once"
+    assert sorted(p.name for p in out.glob("f_*.png")) == sorted(name for _, name in written)
     assert "took 2 attempts" in done.stdout and done.stdout.count("Saved: '") == 12
 
 
@@ -207,6 +212,8 @@ def test_a_file_or_folder_a_node_cannot_reach_is_one_clear_error(cluster, blend1
     error = unwritable.stderr.strip().splitlines()[-1]
     assert "cannot render this job" in error and "Cannot write frames to the folder" in error, unwritable.stderr
     assert not any(tmp_path.glob("**/f_*.png")), "nothing rendered"
+    overwrite = _farm(blend12, "--overwrite")
+    assert overwrite.returncode == 2 and "never overwrites" in overwrite.stderr
     # A head that does not answer fails in seconds (Ray alone retries for minutes), saying how to start one.
     nobody = _farm(blend12, address="127.0.0.1:9", timeout=60)
     assert nobody.returncode == 2 and "no Ray cluster at --address 127.0.0.1:9" in nobody.stderr
@@ -250,5 +257,6 @@ def test_the_deadline_script_submits_a_render_line_per_task_that_the_render_comm
     args = build_parser().parse_args(shlex.split(task))
     assert (args.command, args.scene, args.frames, args.warmup, args.mode, args.k) == \
         ("render", "/shared/my shot.blend", "25-48", 3, "fe", 3)
-    bad = subprocess.run([str(script), "shot.blend", "1-x", "24"], capture_output=True, text=True, env=env)
-    assert bad.returncode == 2 and "FIRST-LAST" in bad.stderr
+    for frames in ("1-x", "5-", ""):
+        bad = subprocess.run([str(script), "shot.blend", frames, "24"], capture_output=True, text=True, env=env)
+        assert bad.returncode == 2 and "FIRST-LAST" in bad.stderr, frames

@@ -16,6 +16,7 @@ bpy = pytest.importorskip("bpy")
 
 from reframe_core.cli import main  # noqa: E402
 from reframe_core.evaluation.metrics import flip  # noqa: E402
+from reframe_core.frames import records  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 import render_scene  # noqa: E402
@@ -171,7 +172,7 @@ def test_frames_written_otherwise_are_not_taken_as_finished(blend, rendered, tmp
     err = capsys.readouterr().err
     assert code == 2 and "f_0001.png already exists, written with other settings (mode=native" in err
     assert "--overwrite" in err
-    (out / ".reframe-frames.jsonl").unlink()
+    records.forget(out)
     code, _ = _render(blend, out, "--mode", "native")
     assert code == 2 and "written by something else" in capsys.readouterr().err
 

@@ -7,7 +7,7 @@ import os
 import shlex
 import sys
 
-from reframe_core.commands.render import job_arguments, job_argv, job_from_args
+from reframe_core.commands.render import job_arguments, job_argv, job_from_args, library_output
 from reframe_core.errors import SettingsError
 
 
@@ -20,6 +20,13 @@ def _job(args):
     from reframe_core.farm.cluster import FarmJob
 
     job_from_args(args)  # bad settings fail here, before any node is asked
+    if args.overwrite:
+        # A retried chunk must keep the frames its killed attempt wrote, which --overwrite would render again
+        # (and old frames it had not reached yet would pass for new ones): a farm run only ever adds frames.
+        raise SettingsError("a farm run resumes and never overwrites: to render frames again, delete them (with "
+                            "the .reframe-frames folder beside them) or pass another --out")
+    if not args.scene.endswith(".blend") and os.sep not in args.scene and not args.out:
+        args.out = library_output(args.scene, args.mode)  # the render command's default, made absolute below
     if args.out and not os.path.isabs(args.out) and not args.out.startswith("//"):  # "//": beside the .blend
         args.out = os.path.abspath(args.out) + ("/" if args.out.endswith("/") else "")
     for name in ("weights", "report"):

@@ -148,8 +148,13 @@ def build_library_scene(name: str, args):
 
     scene = get_scene(name).build(args.seed)
     if args.out is None:
-        args.out = f"out/render/{name}/{args.mode}/####"
+        args.out = library_output(name, args.mode)
     return scene
+
+
+def library_output(name: str, mode: str) -> str:
+    """Where a library scene's frames go by default (a built scene has no output path of its own)."""
+    return f"out/render/{name}/{mode}/####"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

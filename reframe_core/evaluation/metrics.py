@@ -57,6 +57,18 @@ def flip(reference, test, linear: bool = True) -> FlipResult:
     return FlipResult(float(mean), np.asarray(error_map).reshape(ref.shape[:2]), dict(parameters))
 
 
+def read_display_image(path) -> np.ndarray:
+    """An 8-bit image file as written (PNG, JPEG, TIFF ...): (H, W, 3) display-referred floats in [0, 1]."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"), np.float32) / 255.0
+    except OSError as exc:
+        raise SettingsError(f"cannot read {path} as an 8-bit image ({exc}): compare PNG, JPEG or TIFF frames (the "
+                            "scene's output format)") from None
+
+
 def psnr(reference, test, peak: float = 1.0) -> float:
     """PSNR in dB (inf for identical images)."""
     ref = np.asarray(reference, dtype=np.float64)

@@ -7,6 +7,7 @@ their first one, so their first frames can differ from an uninterrupted render: 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from dataclasses import asdict, dataclass
@@ -18,6 +19,7 @@ from reframe_core.errors import SettingsError
 from reframe_core.farm.chunks import Chunk, plan_chunks
 from reframe_core.farm.cluster import FarmJob, run_farm
 from reframe_core.farm.node import plan, render_command
+from reframe_core.frames import records
 
 
 @dataclass
@@ -29,41 +31,27 @@ class FrameDifference:
     max_abs: int  # largest difference of one 8-bit channel value
 
 
-def read_display_image(path: str | Path) -> np.ndarray:
-    """An 8-bit image file as written (PNG, JPEG, TIFF ...) as (H, W, 3) floats in [0, 1]."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"), np.float32) / 255.0
-    except OSError as exc:
-        raise SettingsError(f"cannot read {path} as an 8-bit image ({exc}): bench-farm compares PNG/JPEG/TIFF "
-                            "output; set the scene's output format to PNG") from None
-
-
 def compare_frames(reference: dict[int, str], test: dict[int, str], chunks: list[Chunk]) -> list[FrameDifference]:
     """Per frame: FLIP and the largest channel difference between ``reference`` and ``test`` (frame -> file)."""
-    from reframe_core.evaluation.metrics import flip
+    from reframe_core.evaluation.metrics import flip, read_display_image
 
     rows = []
     for chunk in chunks:
         for frame in chunk.frames:
             a, b = read_display_image(reference[frame]), read_display_image(test[frame])
             max_abs = int(np.abs(np.rint(a * 255) - np.rint(b * 255)).max())
-            rows.append(FrameDifference(frame, chunk.label, frame == chunk.first and chunk.first != chunks[0].first,
+            seam = frame == chunk.first and chunk is not chunks[0] and not chunk.at_cut  # a cut resets both runs
+            rows.append(FrameDifference(frame, chunk.label, seam,
                                         0.0 if max_abs == 0 else flip(a, b, linear=False).mean, max_abs))
     return rows
 
 
 def _files(folder: Path, frames: range) -> dict[int, str]:
-    records = [json.loads(line) for line in (folder / ".reframe-frames.jsonl").read_text().splitlines()]
-    names = {r["file"] for r in records}
-    found = {}
-    for frame in frames:
-        matches = [n for n in names if n.rsplit(".", 1)[0].endswith(f"{frame:04d}")]
-        if len(matches) != 1:
-            raise SettingsError(f"expected one file of frame {frame} in {folder}, found {matches}")
-        found[frame] = str(folder / matches[0])
+    found = {e["frame"]: str(folder / e["file"]) for e in records.entries(folder)}
+    missing = [f for f in frames if f not in found]
+    if missing:
+        raise SettingsError(f"{folder} has no recorded file for frames {missing[0]}..{missing[-1]}: the render stopped "
+                            "early (see its report)")
     return found
 
 
@@ -72,15 +60,18 @@ def bench_farm(target: str, render_words: list[str], frames: range | None, chunk
     """Render ``target`` continuously (one process, this machine's ``reframe-blender render``) and as a farm job
     (the connected Ray cluster) into ``out/single`` and ``out/farm``; returns timings and per-frame differences."""
     single, chunked = out / "single", out / "farm"
+    for folder in (single, chunked):  # both renders from scratch (a farm never overwrites: see commands/farm.py)
+        shutil.rmtree(folder, ignore_errors=True)
     frame_words = [] if frames is None else ["--frames", f"{frames.start}-{frames.stop - 1}"]
-    base = ["render", target, *render_words, *frame_words, "--overwrite"]
+    base = ["render", target, *render_words, *frame_words]
     start = time.perf_counter()
     done = subprocess.run(render_command([*base, "--out", f"{single}/f_####", "--quiet"]), capture_output=True,
                           text=True)
     single_s = time.perf_counter() - start
     if done.returncode != 0:
-        raise SettingsError(f"the single-process render failed: {done.stderr.strip().splitlines()[-1:]}")
-    job = FarmJob(target=target, render_words=[*render_words, "--out", f"{chunked}/f_####", "--overwrite"],
+        last = (done.stderr.strip().splitlines() or ["(nothing on stderr)"])[-1]
+        raise SettingsError(f"the single-process render failed: {last}")
+    job = FarmJob(target=target, render_words=[*render_words, "--out", f"{chunked}/f_####"],
                   frames=frames, chunk=chunk, warmup=warmup)
     start = time.perf_counter()
     report = run_farm(job, show_progress=show_progress, echo_saved=False)

@@ -17,6 +17,7 @@ merged into one report, written beside the frames (on the shared storage, by a t
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -105,9 +106,8 @@ class _Progress:
         self.saved: list[tuple[str, str]] = []  # (chunk, file), in the order they were saved
         self.attempts: dict[str, list[str]] = {}  # chunk -> the node of each attempt
 
-    def started(self, label: str, node: str) -> int:
+    def started(self, label: str, node: str) -> None:
         self.attempts.setdefault(label, []).append(node)
-        return len(self.attempts[label])
 
     def add(self, label: str, path: str) -> None:
         self.saved.append((label, path))
@@ -132,14 +132,44 @@ def _check_node(words: list[str], version: str) -> dict:
     return plan(words, node)
 
 
+def _probe(folder: str, name: str, action: str, writer: str = "") -> None:
+    """``write``, ``read`` (must hold ``writer``) or ``remove`` a probe file in the output folder: nodes that see
+    each other's files share the folder, not just its path."""
+    node = _node_address()
+    path = os.path.join(folder, name)
+    if action == "write":
+        with open(path, "w") as f:
+            f.write(node)
+    elif action == "read":
+        try:
+            with open(path) as f:
+                seen = f.read()
+        except OSError:
+            seen = None
+        if seen != writer:
+            raise NodeError(f"node {node} does not see the file node {writer} wrote into the output folder {folder}: "
+                            "the folder is not shared storage (every node must reach the same folder at the same "
+                            "path: an NFS/SMB mount, a cluster file system)")
+    else:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
 def _run_chunk(words: list[str], label: str, progress) -> dict:
     import ray
 
     node = _node_address()
-    if ray.get(progress.started.remote(label, node)) > 1:
-        # A retry keeps what the attempts before it wrote (with these settings), even under --overwrite.
-        words = [w for w in words if w != "--overwrite"]
-    report = render_chunk(words, label, node, on_saved=lambda path: progress.add.remote(label, path))
+
+    def tell(method, *args):
+        # Waited for, so the driver has every frame before it sees the task finish; a lost progress actor costs
+        # the bar, not the chunk.
+        try:
+            ray.get(getattr(progress, method).remote(*args), timeout=30)
+        except Exception:  # noqa: BLE001 -- progress is best effort by design
+            pass
+
+    tell("started", label, node)
+    report = render_chunk(words, label, node, on_saved=lambda path: tell("add", label, path))
     return {"node": node, "report": report}
 
 
@@ -156,30 +186,47 @@ def _write_json(path: str, data: dict) -> str:
 # --- the driver -----------------------------------------------------------------------------------------------
 
 def check_nodes(job: FarmJob) -> list[dict]:
-    """Every alive node with CPUs checks the job (``render --plan-only``); returns their plans (same frames and
-    shots everywhere, or :class:`FarmError`)."""
+    """Every alive node with CPUs checks the job (``render --plan-only``: the file, the scene, the output folder)
+    and that it shares the output folder with the others; returns their plans, or one :class:`FarmError` listing
+    every node that cannot take part."""
     ray = _ray()
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
     if not nodes:
         raise FarmError("the Ray cluster has no alive node with CPUs to render on")
-    check = ray.remote(_check_node)
-    refs = [check.options(num_cpus=0, max_retries=0,
-                          scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-            .remote(job.words(), __version__) for n in nodes]
-    plans = []
-    for n, ref in zip(nodes, refs):
-        try:
-            plans.append(ray.get(ref))
-        except Exception as exc:  # a RayTaskError wraps the node's own error
-            raise FarmError(_task_reason(exc, f"node {n.get('NodeManagerAddress', '?')}")) from None
+
+    def on(node, fn, *args):
+        return ray.remote(fn).options(num_cpus=0, max_retries=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
+            node["NodeID"], soft=False)).remote(*args)
+
+    def gather(refs) -> list:
+        results, problems = [], []
+        for node, ref in zip(nodes, refs):
+            try:
+                results.append(ray.get(ref))
+            except Exception as exc:  # a RayTaskError wraps the node's own error
+                problems.append(_task_reason(exc, f"node {node.get('NodeManagerAddress', '?')}"))
+        if problems:
+            raise FarmError("; ".join(problems))
+        return results
+
+    plans = gather([on(n, _check_node, job.words(), __version__) for n in nodes])
     first = plans[0]
     for other in plans[1:]:
-        if (other["frames"], other["shots"], other["first_file"]) != (first["frames"], first["shots"], first["first_file"]):
-            raise FarmError(f"nodes {first['node']} and {other['node']} see different scenes or output paths "
-                            f"({first['first_file']} vs {other['first_file']}): every node must reach the same file "
-                            "and folder at the same path")
+        if [other[k] for k in ("frames", "shots", "first_file", "file_stat")] != \
+                [first[k] for k in ("frames", "shots", "first_file", "file_stat")]:
+            raise FarmError(f"nodes {first['node']} and {other['node']} see different files or output paths "
+                            f"({first['file']}, {first['first_file']} vs {other['file']}, {other['first_file']}): "
+                            "every node must reach the same .blend and folder at the same path")
+    if len(nodes) > 1:
+        name = f".reframe-farm-probe-{os.getpid()}-{time.time_ns()}"
+        try:
+            ray.get(on(nodes[0], _probe, first["folder"], name, "write"))
+            gather([on(n, _probe, first["folder"], name, "read", first["node"]) for n in nodes])
+        finally:
+            with contextlib.suppress(Exception):
+                ray.get(on(nodes[0], _probe, first["folder"], name, "remove"))
     return plans
 
 
@@ -207,7 +254,8 @@ def run_farm(job: FarmJob, show_progress: bool = True, echo_saved: bool = True) 
     finished = set(first["finished"])
     todo = [c for c in chunks if not set(c.frames) <= finished]
 
-    progress = ray.remote(_Progress).options(num_cpus=0).remote()
+    # On the head node, which the cluster cannot lose and go on: a worker node lost mid-run takes only its chunks.
+    progress = ray.remote(_Progress).options(num_cpus=0, resources={"node:__internal_head__": 0.001}).remote()
     task = ray.remote(_run_chunk)
     refs = {}
     for chunk in todo:

@@ -2,7 +2,7 @@
 
 A chunk runs in its own process, not in the Ray worker: Blender-as-a-module holds one file and its GPU state
 per process, a crash in Blender must not take the worker's bookkeeping with it, and the child dies with its
-parent (``PR_SET_PDEATHSIG`` on Linux), so a killed or lost task never leaves a render writing frames behind the
+parent (``PR_SET_PDEATHSIG`` on Linux, :func:`die_with_parent`), so a killed or lost task never leaves a render writing frames behind the
 retry's back.
 """
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -39,10 +40,24 @@ def render_command(words: list[str]) -> list[str]:
     return [sys.executable, "-m", "reframe_core.cli", *words]
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+PARENT = "REFRAME_DIE_WITH_PARENT"  # set for a chunk's render: the pid it must not outlive
+
+
+def die_with_parent() -> None:
+    """Called first thing by the command line: a render started by a farm task is killed when the task's
+    process dies (Linux; elsewhere Ray's own cleanup is all there is). Done in the child at start rather than
+    between fork and exec, where a multithreaded Ray worker must not load libraries."""
+    parent = os.environ.pop(PARENT, None)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != int(parent):  # the task died before the line above: nobody is waiting for this render
+        os._exit(1)
+
+
+def _child_env() -> dict:
+    return {**os.environ, PARENT: str(os.getpid())}
 
 
 def _last_error(stderr_tail: list[str]) -> str:
@@ -58,7 +73,7 @@ def plan(words: list[str], node: str, timeout: float = 600) -> dict:
     folder; raises :class:`NodeError` naming the node and the render command's reason."""
     try:
         done = subprocess.run(render_command([*words, "--plan-only"]), capture_output=True, text=True,
-                              timeout=timeout, preexec_fn=_die_with_parent)
+                              timeout=timeout, env=_child_env())
     except subprocess.TimeoutExpired:
         raise NodeError(f"node {node}: checking the render took over {timeout:.0f} s (is the storage reachable?)") \
             from None
@@ -66,7 +81,10 @@ def plan(words: list[str], node: str, timeout: float = 600) -> dict:
         raise NodeError(f"node {node} cannot render this job: {_last_error(done.stderr.splitlines())}")
     for line in reversed(done.stdout.splitlines()):
         if line.startswith("{"):
-            return {**json.loads(line), "node": node}
+            found = json.loads(line)
+            # Which .blend this node sees: nodes must render the same file, not one of the same name.
+            stat = os.stat(found["file"]) if found.get("file") else None
+            return {**found, "node": node, "file_stat": [stat.st_size, stat.st_mtime_ns] if stat else None}
     raise NodeError(f"node {node}: the render command printed no plan (stdout ended: {done.stdout[-300:]!r})")
 
 
@@ -75,7 +93,7 @@ def render_chunk(words: list[str], label: str, node: str, on_saved=None) -> dict
     is called for every frame written. Raises :class:`ChunkRefused` (exit status 2) or :class:`ChunkCrashed`."""
     with tempfile.TemporaryFile("w+") as stderr:
         process = subprocess.Popen(render_command([*words, "--quiet"]), stdout=subprocess.PIPE, stderr=stderr,
-                                   text=True, bufsize=1, preexec_fn=_die_with_parent)
+                                   text=True, bufsize=1, env=_child_env())
         report_path = None
         try:
             for line in process.stdout:

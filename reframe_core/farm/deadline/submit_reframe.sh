@@ -16,7 +16,8 @@
 # `reframe-blender farm`.
 #
 # Environment: DEADLINE_POOL, DEADLINE_GROUP, DEADLINE_PRIORITY (optional), DEADLINECOMMAND (default
-# deadlinecommand), REFRAME_BLENDER (the executable on the workers, default reframe-blender).
+# deadlinecommand), REFRAME_BLENDER (the executable on the workers, default reframe-blender), REFRAME_WARMUP
+# (warm-up frames per task, default 3).
 set -euo pipefail
 
 if [ $# -lt 3 ]; then
@@ -25,16 +26,18 @@ if [ $# -lt 3 ]; then
 fi
 blend=$1 frames=$2 chunk=$3
 shift 3
-case $frames in
-    *[!0-9-]* | -* | *-*-*) echo "$0: frames must be FIRST-LAST, e.g. 1-240 (got '$frames')" >&2; exit 2 ;;
-esac
+if ! [[ $frames =~ ^[0-9]+(-[0-9]+)?$ ]]; then
+    echo "$0: frames must be FIRST-LAST, e.g. 1-240 (got '$frames')" >&2
+    exit 2
+fi
 case $chunk in
     '' | *[!0-9]* | 0) echo "$0: CHUNK must be a number of frames, at least 1 (got '$chunk')" >&2; exit 2 ;;
 esac
 
 # Deadline replaces <STARTFRAME>/<ENDFRAME> per task and <QUOTE> with a quote (paths with spaces).
-arguments="render <QUOTE>${blend}<QUOTE> --frames <STARTFRAME>-<ENDFRAME> --warmup 3 --quiet"
+arguments="render <QUOTE>${blend}<QUOTE> --frames <STARTFRAME>-<ENDFRAME> --warmup ${REFRAME_WARMUP:-3} --quiet"
 for option in "$@"; do
+    case $option in *'"'*) echo "$0: an option holds a double quote, which Deadline's <QUOTE> cannot carry: '$option'" >&2; exit 2 ;; esac
     arguments+=" <QUOTE>${option}<QUOTE>"
 done
 

@@ -8,7 +8,7 @@
 // and the output folder on shared storage, as for any Flamenco render.
 //
 // Each task runs, in the worker's Blender:
-//   blender -b -y FILE.blend --render-output OUT --python-expr
+//   blender -b -y FILE.blend --render-output OUT --python-exit-code 1 --python-expr
 //       "import bpy; bpy.ops.reframe.render_animation(frame_start=A, frame_end=B, warmup=N)"
 // which renders frames A-B with ReFrame after stepping N warm-up frames (never across a camera cut), prints
 // Blender's `Saved: '...'` line per frame (Flamenco follows them), and skips frames a killed or failed earlier
@@ -113,8 +113,13 @@ function compileJob(job) {
             blendfile: settings.blendfile,
             args: [
                 "--render-output", output,
+                // A failed render raises in the expression; without this Blender would still exit 0 and Flamenco
+                // would count the task done.
+                "--python-exit-code", "1",
+                // The setting's warm-up even at a cut: the render never warms up across a real camera switch, and
+                // a marker that binds the camera already active is no cut at all.
                 "--python-expr",
-                `import bpy; bpy.ops.reframe.render_animation(frame_start=${chunk.first}, frame_end=${chunk.last}, warmup=${chunk.warmup})`,
+                `import bpy; bpy.ops.reframe.render_animation(frame_start=${chunk.first}, frame_end=${chunk.last}, warmup=${settings.warmup})`,
             ],
         }));
         job.addTask(task);
