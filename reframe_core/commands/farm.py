@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import sys
 
-from reframe_core.commands.render import job_arguments, job_argv, job_from_args, library_output
+from reframe_core.commands.render import job_arguments, job_argv, job_from_args, library_output, run_resumable
 from reframe_core.errors import SettingsError
 
 
@@ -77,14 +76,7 @@ def _farm(args) -> int:
     from reframe_core.farm.cluster import connect, run_farm
 
     connect(args.address, args.num_cpus)
-    try:
-        report = run_farm(job, show_progress=not args.quiet)
-    except KeyboardInterrupt:
-        print("interrupted: the frames written so far are complete; run the same command again to render the rest",
-              file=sys.stderr)
-        return 130
-    print(summary(report))
-    return 0
+    return run_resumable(lambda: summary(run_farm(job, show_progress=not args.quiet)))
 
 
 def _bench_farm(args) -> int:

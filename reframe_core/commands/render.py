@@ -122,13 +122,19 @@ def run_job(scene, args) -> int:
     if args.plan_only:
         print(json.dumps(describe_job(scene, job)))  # one line: farm nodes read it
         return 0
+    return run_resumable(lambda: summary(render_animation(scene, job, show_progress=not args.quiet)))
+
+
+def run_resumable(work) -> int:
+    """Run ``work()`` and print the summary it returns; Ctrl-C ends with status 130 and says how to go on (every
+    frame written is complete, and the same command resumes)."""
     try:
-        report = render_animation(scene, job, show_progress=not args.quiet)
+        text = work()
     except KeyboardInterrupt:
         print("interrupted: the frames written so far are complete; run the same command again to render the rest",
               file=sys.stderr)
         return 130
-    print(summary(report))
+    print(text)
     return 0
 
 
