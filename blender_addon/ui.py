@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import bpy
 
+from reframe_core.workloads import workload_facts  # torch-free
+
 from blender_addon import settings as addon_settings
 from blender_addon.render_loop import EEVEE_ENGINES
 
@@ -84,9 +86,10 @@ class RENDER_PT_reframe(bpy.types.Panel):
         col = layout.column()
         col.active = settings.enabled
         col.prop(settings, "mode")
-        if settings.mode == "ss":
+        facts = workload_facts(settings.mode)  # the workload's own settings, from what it declares
+        if facts.renders_scaled:
             col.prop(settings, "scale")
-        else:
+        if facts.period_is_k:
             col.prop(settings, "k")
         col.prop(settings, "policy")
         sub = col.column(align=True)
