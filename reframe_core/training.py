@@ -35,7 +35,10 @@ class TrainConfig:
     seed: int = 0
     scale: float = 2.0
     width: int = 24
-    design: str = "v2"  # SS network design (networks.supersampling: "v1", "v2" or "split")
+    design: str = "v2"  # SS network design (networks.supersampling: "v1", "v2", "split" or "v3")
+    # SS: chance that a later frame of a training sequence reuses the slow (cached) branch's features of the
+    # last frame that computed them, as a cache hit does at inference: the net learns to work with them stale.
+    cache_in_loop: float = 0.0
     fe_inputs: str = "shading"  # FE colour space (networks.extranet: "shading" or "color")
     fe_residual: str = "holes"  # FE: where the head's residual applies (networks.extranet: "full" or "holes")
     checkpoint_every: int = 100

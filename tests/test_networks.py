@@ -125,8 +125,25 @@ def test_split_design_caches_the_slow_half_of_the_joint_layer():
     expected = model(*inputs)
     assert torch.equal(cached(*inputs, refresh=True), expected)
     torch.testing.assert_close(cached(*inputs, refresh=False), expected, rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match="unknown supersampling design 'v3'"):
-        entry.build(design="v3")
+    with pytest.raises(ValueError, match="unknown supersampling design 'v4'"):
+        entry.build(design="v4")
+
+
+def test_v3_design_hit_runs_the_fast_branch_and_a_per_pixel_resolve():
+    entry = get_network("ss")
+    inputs = entry.example_inputs(64, 64)
+    model = entry.build(design="v3", width=32).eval()
+    assert model.history_warp == "bicubic"
+    cached = cache_model(model, inputs)
+    v2 = cache_model(entry.build(design="v2").eval(), inputs)
+    # The hit path: the fast branch, the fast half of the joint layer and 1x1 layers at display resolution.
+    assert cached.plan.name == "slow" and cached.plan.hit_share < 0.12 < 0.45 < v2.plan.hit_share
+    hit = {n.split("_")[0] for n in cached.plan.hit_nodes}
+    assert {"fast", "joint", "refine"} <= hit and "slow" not in hit
+    assert all(m.kernel_size == (1, 1) for m in model.refine if isinstance(m, torch.nn.Conv2d))
+    expected = model(*inputs)
+    assert torch.equal(cached(*inputs, refresh=True), expected)
+    torch.testing.assert_close(cached(*inputs, refresh=False), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_v2_design_resolves_among_candidates_and_caches_exactly():

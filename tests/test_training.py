@@ -107,3 +107,35 @@ def test_tonemap_loss_matches_the_metric_tonemap_and_has_finite_gradients():
     out = torch.zeros(1, 3, 4, 4, requires_grad=True)
     image_loss(out, torch.rand(1, 3, 4, 4), "tonemap").backward()
     assert torch.isfinite(out.grad).all() and out.grad.abs().sum() > 0
+
+
+def test_cache_in_the_loop_trains_on_what_a_cache_hit_computes():
+    """Training's simulated hits (--cache-in-loop) give exactly the cached network's hit output: the slow
+    features of the last computed frame, the fast branch and resolve of the current one."""
+    from reframe_core.caching.cache import cache_model
+    from reframe_core.frames.warp import backward_warp
+    from reframe_core.training import image_loss
+    from reframe_core.workloads import get_workload
+    from reframe_core.workloads.supersampling import bicubic_upscale
+
+    torch.manual_seed(0)
+    net = get_network("ss").build(width=8, design="v3")
+    with torch.no_grad():  # a random init barely uses the slow features: make them count
+        net.slow[1].weight *= 30
+    frames, size = 3, (16, 16)
+    batch = {"color": torch.rand(frames, 1, 3, 8, 8), "gbuffer": torch.rand(frames, 1, 7, 8, 8),
+             "jitter": torch.rand(frames, 1, 2) - 0.5, "motion": torch.randn(frames, 1, 2, *size),
+             "target": torch.rand(frames, 1, 3, *size), "reuse": torch.tensor([False, True, True])}
+    trained = get_workload("ss").training_loss(net, batch, "cpu")
+
+    cached = cache_model(net, (batch["color"][0], batch["gbuffer"][0], batch["jitter"][0], torch.rand(1, 3, *size)), cut="slow")
+    expected, previous = 0.0, None
+    for t in range(frames):
+        color, jitter = batch["color"][t], batch["jitter"][t]
+        history = bicubic_upscale(color, size, jitter) if previous is None else backward_warp(previous, batch["motion"][t], mode="bicubic")
+        previous = cached(color, batch["gbuffer"][t], jitter, history, refresh=t == 0)
+        expected += float(image_loss(previous, batch["target"][t])) / frames
+    assert float(trained) == pytest.approx(expected, rel=1e-6)
+    uncached = get_workload("ss").training_loss(net, {k: v for k, v in batch.items() if k != "reuse"}, "cpu")
+    assert float(uncached) != pytest.approx(expected, rel=1e-3)  # the reuse is what makes them equal
+    assert net.slow.__class__.__name__ == "Sequential"  # the slow branch is put back

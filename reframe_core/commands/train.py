@@ -11,7 +11,7 @@ def _train(args) -> int:
     config = TrainConfig(workload=args.workload, data=args.data.split(","), out=args.out, steps=args.steps,
                          batch=args.batch, sequence=args.sequence, crop=args.crop, lr=args.lr, seed=args.seed,
                          scale=args.scale, held_out=args.held_out.split(",") if args.held_out else [],
-                         stop_after=args.stop_after, loss=args.loss, design=args.design,
+                         stop_after=args.stop_after, loss=args.loss, design=args.design, cache_in_loop=args.cache_in_loop,
                          width=args.width, fe_inputs=args.fe_inputs, fe_residual=args.fe_residual)
     card = train(config, show_progress=not args.quiet)
     if "stopped_at" in card:
@@ -38,9 +38,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--scale", type=float, default=2.0)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--held-out", default="", help="names of held-out datasets, recorded in the model card")
-    train.add_argument("--design", choices=["v1", "v2", "split"], default="v2",
+    train.add_argument("--design", choices=["v1", "v2", "split", "v3"], default="v2",
                        help="SS network design: v1; v2 (v1 with a resolve that blends history, clamped history, bicubic, "
-                            "bilinear and nearest-sample candidates); split (the slow half of the joint layer cached, thinner hit path)")
+                            "bilinear and nearest-sample candidates); split (the slow half of the joint layer cached, thinner hit path); "
+                            "v3 (v2's candidates with split's cut and a per-pixel resolve: a hit runs about a tenth of the FLOPs)")
+    train.add_argument("--cache-in-loop", type=float, default=0.0, metavar="P",
+                       help="SS: chance that each later frame of a training sequence reuses the slow (cached) branch's features "
+                            "of the last frame that computed them, as a cache hit does (0: never)")
     train.add_argument("--width", type=int, default=24,
                        help="SS: channels of the slow (cached) branch's first level; the split design's hit path does not grow with it")
     train.add_argument("--fe-inputs", choices=["shading", "color"], default="shading",

@@ -142,6 +142,17 @@ def evaluate_supersampling(model, root: str, scale: float = 2.0) -> dict:
 
 # --- the workload unit ------------------------------------------------------------------------------------
 
+class _Replay(torch.nn.Module):
+    """Stands in for the slow branch on a simulated cache hit in training: returns the stored features."""
+
+    def __init__(self, features: torch.Tensor):
+        super().__init__()
+        self.features = features
+
+    def forward(self, *args) -> torch.Tensor:
+        return self.features
+
+
 @dataclass
 class _TrainingFrame:
     color: torch.Tensor  # (3, h, w)
@@ -243,7 +254,13 @@ class SupersamplingWorkload(Workload):
             batch["jitter"].append(torch.stack([f.jitter for f in window]))
             batch["motion"].append(torch.stack([f.motion[:, hy:hy + crop, hx:hx + crop] for f in window]))
             batch["target"].append(torch.stack([f.target[:, hy:hy + crop, hx:hx + crop] for f in window]))
-        return {k: torch.stack(v, dim=1) for k, v in batch.items()}
+        out = {k: torch.stack(v, dim=1) for k, v in batch.items()}
+        if config.cache_in_loop > 0:
+            # Per frame of the window, for the whole batch: True = a cache hit (the first frame always computes).
+            reuse = torch.rand(config.sequence, generator=generator) < config.cache_in_loop
+            reuse[0] = False
+            out["reuse"] = reuse
+        return out
 
     def training_loss(self, model, batch, device, kind: str = "log1p") -> torch.Tensor:
         """:func:`reframe_core.training.image_loss` over every frame of the unrolled sequence."""
@@ -254,15 +271,26 @@ class SupersamplingWorkload(Workload):
         previous = None
         loss = 0.0
         warp_mode = history_warp_mode(model)
-        for t in range(frames):
-            color = batch["color"][t].to(device)
-            jitter = batch["jitter"][t].to(device)
-            history = (bicubic_upscale(color, size, jitter) if previous is None
-                       else backward_warp(previous, batch["motion"][t].to(device), mode=warp_mode))
-            out = model(color, batch["gbuffer"][t].to(device), jitter, history)
-            loss = loss + image_loss(out, batch["target"][t].to(device), kind)
-            previous = out
+        reuse = batch.get("reuse")
+        slow = model.slow
+        cached: list[torch.Tensor] = []
+        keep = slow.register_forward_hook(lambda module, args, output: cached.__setitem__(slice(None), [output]))
+        try:
+            for t in range(frames):
+                color = batch["color"][t].to(device)
+                jitter = batch["jitter"][t].to(device)
+                history = (bicubic_upscale(color, size, jitter) if previous is None
+                           else backward_warp(previous, batch["motion"][t].to(device), mode=warp_mode))
+                if reuse is not None and bool(reuse[t]):
+                    model.slow = _Replay(cached[0])  # a hit: the slow branch's features of an earlier frame
+                out = model(color, batch["gbuffer"][t].to(device), jitter, history)
+                model.slow = slow
+                loss = loss + image_loss(out, batch["target"][t].to(device), kind)
+                previous = out
+        finally:
+            model.slow = slow
+            keep.remove()
         return loss / frames
 
     def card_fields(self, config) -> dict:
-        return {"scale": config.scale, "design": config.design}
+        return {"scale": config.scale, "design": config.design, "cache_in_loop": config.cache_in_loop}
