@@ -21,6 +21,7 @@ from torch import nn
 from reframe_core.errors import SettingsError
 from reframe_core.caching.cuts import CutError, CutPlan, GraphAnalysis
 from reframe_core.frames.hints import CameraHints
+from reframe_core.frames.reprojection import reproject as reproject_depth
 from reframe_core.policies import FrameContext, RefreshPolicy, parse_policy
 
 
@@ -132,7 +133,7 @@ class CachedModel(nn.Module):
     """
 
     def __init__(self, model: nn.Module, example_inputs: Sequence, cut: str | Sequence[str] = "auto",
-                 policy: str | RefreshPolicy | None = None, record_timing: bool = True):
+                 policy: str | RefreshPolicy | None = None, record_timing: bool = True, reproject: bool = False):
         super().__init__()
         example_inputs = tuple(example_inputs)
         if not isinstance(model, nn.Module):
@@ -164,6 +165,8 @@ class CachedModel(nn.Module):
                 self._full, self._hit = self.full_pass, self.hit_pass
         self.policy: RefreshPolicy | None = parse_policy(policy) if policy is not None else None
         self.record_timing = record_timing
+        self.reproject = bool(reproject)
+        self._reference: CameraHints | None = None  # the camera of the refresh the cache holds
         self._cached: list | None = None
         self._key: tuple | None = None
         self._index = 0
@@ -176,6 +179,7 @@ class CachedModel(nn.Module):
         """Drop the cache and the policy's references (camera cut, new sequence, changed weights)."""
         self._cached = None
         self._key = None
+        self._reference = None
         self._index = 0
         self._last_refresh = 0
         if self.policy is not None:
@@ -226,29 +230,46 @@ class CachedModel(nn.Module):
                              "(cache_model(..., policy='delta:0.1'))")
         return self.policy.check(ctx)
 
-    def forward(self, *inputs: Any, refresh: bool | None = None, hints: CameraHints | None = None):
+    def _reprojected(self, hints: CameraHints | None, depth: torch.Tensor | None) -> tuple[list, bool]:
+        """The cached values, feature maps moved from the refresh frame's camera to this frame's when
+        reprojection is on and the depth and both cameras are known."""
+        if not (self.reproject and depth is not None and hints is not None and self._reference is not None):
+            return self._cached, False
+        moved = reproject_depth(depth, hints, self._reference)
+        return [moved.warp(t) if isinstance(t, torch.Tensor) and t.ndim == 4 and t.is_floating_point() else t
+                for t in self._cached], True
+
+    def forward(self, *inputs: Any, refresh: bool | None = None, hints: CameraHints | None = None,
+                depth: torch.Tensor | None = None):
+        """Run one frame. ``hints``: this frame's camera (policies, cuts); ``depth``: its (B, 1, H, W) planar view
+        depth, inf on background (``frames.reprojection.depth_tensor``), read by the ``screen`` policy and,
+        with ``reproject=True``, used to move cached feature maps to this frame's view on a hit."""
         if refresh is not None and not isinstance(refresh, bool):
             raise TypeError(f"refresh must be True, False or None, got {refresh!r}")
         if hints is not None and not isinstance(hints, CameraHints):
             raise TypeError(f"hints must be a CameraHints, got {type(hints).__name__}")
+        if depth is not None and (not isinstance(depth, torch.Tensor) or depth.ndim != 4 or depth.shape[1] != 1):
+            raise TypeError(f"depth must be a (B, 1, H, W) tensor, got {type(depth).__name__} {tuple(getattr(depth, 'shape', ()))}")
         start = time.perf_counter()
         key = _input_key(inputs)
         if hints is not None and hints.cut:
             self._index = self._last_refresh = 0
             if self.policy is not None:
                 self.policy.reset()
-        ctx = FrameContext(self._index, self._index - self._last_refresh, inputs, hints)
+        ctx = FrameContext(self._index, self._index - self._last_refresh, inputs, hints, depth)
         reason = self._why_refresh(ctx, key, refresh, hints)
         sync = self.record_timing and any(isinstance(t, torch.Tensor) and t.is_cuda for t in inputs)
         if sync:
             torch.cuda.synchronize()
         net_start = time.perf_counter()
         with torch.inference_mode():
+            moved = False
             if reason is not None:
                 output, cached = self._full(*inputs)
-                self._cached, self._key = list(cached), key
+                self._cached, self._key, self._reference = list(cached), key, hints
             else:
-                output = self._hit(*inputs, *self._cached)
+                cached, moved = self._reprojected(hints, depth)
+                output = self._hit(*inputs, *cached)
         if sync:
             torch.cuda.synchronize()
         net_end = time.perf_counter()
@@ -262,7 +283,7 @@ class CachedModel(nn.Module):
             index=ctx.index,
             frame=hints.frame if hints is not None else None,
             refresh=reason is not None,
-            reason=reason or "hit",
+            reason=reason or ("hit (reprojected)" if moved else "hit"),
             network_ms=(net_end - net_start) * 1e3 if self.record_timing else None,
             overhead_ms=((net_start - start) + (end - net_end)) * 1e3 if self.record_timing else None,
         ))
@@ -276,7 +297,8 @@ def network_of(model) -> nn.Module:
 
 
 def cache_model(model: nn.Module, example_inputs: Sequence, cut: str | Sequence[str] = "auto",
-                policy: str | RefreshPolicy | None = None, record_timing: bool = True) -> CachedModel:
+                policy: str | RefreshPolicy | None = None, record_timing: bool = True,
+                reproject: bool = False) -> CachedModel:
     """Wrap ``model`` with layer caching, leaving the model itself untouched.
 
     Args:
@@ -286,8 +308,10 @@ def cache_model(model: nn.Module, example_inputs: Sequence, cut: str | Sequence[
             a list of names, or ``"manual"``. ``reframe-blender cuts --model NAME`` lists candidates.
         policy: a spec string (``"delta:0.1+max-age:8"``) or :class:`RefreshPolicy`; None to decide per call.
         record_timing: keep per-frame network and overhead times (synchronises CUDA when on).
+        reproject: on a hit, move the cached feature maps from the refresh frame's camera to the current one
+            (needs ``hints`` and ``depth`` on each call; without them a hit reuses the maps as stored).
 
     Returns:
         A :class:`CachedModel`; ``.plan`` says what is cached and what a hit saves.
     """
-    return CachedModel(model, example_inputs, cut=cut, policy=policy, record_timing=record_timing)
+    return CachedModel(model, example_inputs, cut=cut, policy=policy, record_timing=record_timing, reproject=reproject)

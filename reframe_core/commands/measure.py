@@ -172,7 +172,7 @@ def _bench(args) -> int:
                 result = bench.measure_sequence(workload, sequence, model, policy_lists[w], placement, cut=args.cut,
                                                 warmup=args.warmup, worst=args.worst, maps_dir=maps_dir,
                                                 compile_model=args.compile, repeats=args.repeats,
-                                                progress=lambda: bar.update(1))
+                                                progress=lambda: bar.update(1), reproject=args.reproject)
             result["weights"] = str(args.weights or workload.weights_name(args.scale))
             results.append(result)
     summary = bench.summarize(results)
@@ -184,7 +184,7 @@ def _bench(args) -> int:
               "settings": {"workloads": workloads, "scenes": scenes, "scale": args.scale, "k": args.k,
                            "device": args.device, "precision": args.precision, "channels_last": args.channels_last,
                            "compile": args.compile, "warmup": args.warmup, "repeats": args.repeats, "cut": args.cut,
-                           "torch_threads": torch.get_num_threads()},
+                           "reproject": args.reproject, "torch_threads": torch.get_num_threads()},
               "target": bench.TARGET, "results": results, "summary": summary}
     if args.json:
         import json
@@ -303,6 +303,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--k", type=int, default=2, help="FE: every k-th frame rendered in full")
     bench.add_argument("--weights", help="weights file (default: the shipped one of the workload)")
     bench.add_argument("--cut", default="auto", help="cut point (reframe-blender cuts lists them)")
+    bench.add_argument("--reproject", action="store_true",
+                       help="on a hit, move the cached feature maps to the current camera (depth + the two cameras)")
     bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     bench.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     bench.add_argument("--channels-last", action="store_true", help="channels-last memory layout")

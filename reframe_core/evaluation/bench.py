@@ -177,7 +177,7 @@ def _save_error_map(path: Path, uncached: np.ndarray, cached: np.ndarray, error:
 def measure_sequence(workload: Workload, seq: FrameSequence, model, policies: list[str],
                      placement: Placement | None = None, cut: str = "auto", warmup: int = 3, worst: int = 2,
                      maps_dir: str | Path | None = None, compile_model: bool = False, repeats: int = 1,
-                     progress=None, on_images=None) -> dict:
+                     progress=None, on_images=None, reproject: bool = False) -> dict:
     """Measure ``model`` uncached and cached with each policy over ``seq`` (see the module docstring).
 
     ``repeats``: passes over the sequence; each adds one timing sample per frame and runner.
@@ -192,7 +192,7 @@ def measure_sequence(workload: Workload, seq: FrameSequence, model, policies: li
     uncached_model = torch.compile(model) if compile_model else model
     runs = [_Run("uncached", _Timed(uncached_model, placement), None)]
     for spec in policies:
-        cached = cache_model(model, example, cut=cut, policy=spec)
+        cached = cache_model(model, example, cut=cut, policy=spec, reproject=reproject)
         if compile_model:
             cached.compile()
         runs.append(_Run(spec, _Timed(cached, placement), None))

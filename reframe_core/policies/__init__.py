@@ -12,9 +12,10 @@ from reframe_core.policies.delta import DeltaInput, smape
 from reframe_core.policies.every import EveryN
 from reframe_core.policies.max_age import MaxAge
 from reframe_core.policies.motion import CameraMotion
+from reframe_core.policies.screen import ScreenMotion
 
 POLICIES: dict[str, type[RefreshPolicy]] = {
-    cls.name: cls for cls in (AlwaysRefresh, EveryN, DeltaInput, CameraMotion, MaxAge)
+    cls.name: cls for cls in (AlwaysRefresh, EveryN, DeltaInput, CameraMotion, ScreenMotion, MaxAge)
 }
 
 
@@ -78,5 +79,5 @@ def split_policy_list(text: str) -> list[str]:
 
 __all__ = [
     "AlwaysRefresh", "AnyOf", "CameraMotion", "DeltaInput", "EveryN", "FrameContext", "MaxAge",
-    "POLICIES", "PolicySpecError", "RefreshPolicy", "parse_policy", "policy_forms", "smape", "split_policy_list",
+    "POLICIES", "PolicySpecError", "RefreshPolicy", "ScreenMotion", "parse_policy", "policy_forms", "smape", "split_policy_list",
 ]

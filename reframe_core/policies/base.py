@@ -23,12 +23,14 @@ class FrameContext:
         frames_since_refresh: frames since the last refresh (1 on the frame right after it).
         inputs: the network's inputs for this frame, as passed to the cached model.
         hints: camera hints for this frame, or None when the caller has none.
+        depth: (B, 1, H, W) planar view depth of this frame (inf on background), or None when not given.
     """
 
     index: int
     frames_since_refresh: int
     inputs: tuple
     hints: CameraHints | None
+    depth: torch.Tensor | None = None
 
 
 class RefreshPolicy(ABC):

@@ -33,6 +33,7 @@ import torch
 from reframe_core.errors import SettingsError
 from reframe_core.frames.buffers import FrameBuffers
 from reframe_core.frames.hints import CameraHints
+from reframe_core.frames.reprojection import depth_tensor
 from reframe_core.runtime.placement import Placement
 from reframe_core.caching.cache import network_of
 from reframe_core.workloads.supersampling import gbuffer, history_warp_mode
@@ -201,7 +202,9 @@ class Extrapolator:
                 call_hints = replace(hints, cut=True)
             with torch.inference_mode():
                 if hasattr(self.model, "plan"):
-                    signal = self.model(*inputs, hints=call_hints)
+                    # The depth is not padded like the inputs: a cached map padded by a few pixels is warped
+                    # with the grid stretched over the padding (sizes that are multiples of 8 need none).
+                    signal = self.model(*inputs, hints=call_hints, depth=depth_tensor(frame).to(device))
                 else:
                     signal = self.model(*inputs)
                 signal = signal[..., :motion.shape[-2], :motion.shape[-1]].float().clamp(min=0)

@@ -18,6 +18,7 @@ from reframe_core.frames.buffers import FrameBuffers
 from reframe_core.caching.cache import network_of
 from reframe_core.networks.supersampling import upsample_unjittered
 from reframe_core.frames.hints import CameraHints
+from reframe_core.frames.reprojection import depth_tensor
 from reframe_core.runtime.placement import Placement
 from reframe_core.frames.warp import backward_warp, to_image, to_tensor
 from reframe_core.workloads.base import RenderRequest, StepResult, Workload
@@ -92,8 +93,8 @@ class Supersampler:
             history = backward_warp(self._previous, motion, mode=self._warp_mode)
         inputs = self.placement.inputs(ss_inputs(low, history, self.size))
         with torch.inference_mode():
-            if hasattr(self.model, "plan"):  # a CachedModel: the policy decides
-                out = self.model(*inputs, hints=hints)
+            if hasattr(self.model, "plan"):  # a CachedModel: the policy decides (the depth: screen policy, reprojection)
+                out = self.model(*inputs, hints=hints, depth=depth_tensor(low).to(device))
                 decision = self.model.decisions[-1]
                 refreshed, reason = decision.refresh, decision.reason
             else:
