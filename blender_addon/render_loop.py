@@ -66,6 +66,7 @@ class RenderJob:
     server_address: str | None = None  # a running server's socket (default: the per-user one)
     fallback: bool = False  # frames the runtime cannot produce show the baseline (flagged) instead of stopping
     timeout: float | None = None  # seconds one runtime call may take (default: the bridge's)
+    reproject: bool = False  # cache hits move the cached features to the current camera (SessionSettings.reproject)
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -88,6 +89,8 @@ class RenderJob:
                "format": r.image_settings.file_format, "view": scene.view_settings.view_transform}
         if self.workload is not None:
             key.update(scale=self.scale, k=self.k, policy=self.policy, weights=_digest(self.weights))
+            if self.reproject and self.policy is not None:  # only then does it change pixels (older records lack it)
+                key["reproject"] = True
         return key
 
 
@@ -346,7 +349,9 @@ class RenderRun:
             try:
                 self.session = self.runtime.open_session(
                     job.workload, display_size=(self.height, self.width), scale=job.scale, policy=job.policy, k=job.k,
-                    device=job.device, precision=job.precision, weights=job.weights)
+                    device=job.device, precision=job.precision, weights=job.weights,
+                    # only when on: a server started before this setting existed refuses fields it does not know
+                    **({"reproject": True} if job.reproject else {}))
             except BaseException:
                 self.runtime.close()
                 raise

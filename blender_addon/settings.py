@@ -66,6 +66,8 @@ def _scale_items(self, context):
 
 
 POLICY_ITEMS = [
+    ("auto", "Calibrated", "the setting 'reframe-blender calibrate' stored beside this .blend for the workload "
+                           "(FILE.reframe-calibration.json); camera motion with the limits below when there is none", 5),
     ("motion", "Camera motion", "refresh the cache when the camera moved or turned more than the limits (uses "
                                 "Blender's exact camera)", 0),
     ("delta", "Input change", "refresh when the input frame differs from the last refresh by more than a threshold "
@@ -87,7 +89,10 @@ class ReframeSceneSettings(bpy.types.PropertyGroup):
                         description="supersampling factor per axis: higher is faster, lower looks closer to native")
     k: IntProperty(name="Full frame every", default=2, min=2, max=8,
                    description="frame extrapolation: every k-th frame is rendered in full")
-    policy: EnumProperty(name="Cache policy", items=POLICY_ITEMS, default="motion")
+    policy: EnumProperty(name="Cache policy", items=POLICY_ITEMS, default="auto")
+    reproject: BoolProperty(name="Follow the camera", default=False,
+                            description="on a cache hit, move the cached features to the current camera (from the "
+                                        "depth pass and the two cameras), so a moving camera needs fewer refreshes")
     motion_trans: FloatProperty(name="Move", default=0.05, min=0.001, max=1.0, precision=3,
                                 description="refresh after the camera moved this share of the scene depth")
     motion_rot: FloatProperty(name="Turn", default=2.0, min=0.05, max=45.0, description="refresh after the camera "
@@ -115,13 +120,30 @@ class ReframeSceneSettings(bpy.types.PropertyGroup):
     last_saved_s: FloatProperty(default=0.0)
     last_native_s: FloatProperty(default=-1.0)
 
-    def policy_spec(self) -> str | None:
+    def calibration(self, mode: str | None = None):
+        """The calibration stored beside the saved .blend for ``mode`` (default: the panel's workload), or None
+        (unsaved file, none stored)."""
+        from reframe_core.evaluation.calibration import read_calibration
+
+        return read_calibration(bpy.data.filepath, mode or self.mode) if bpy.data.filepath else None
+
+    def reproject_spec(self, mode: str | None = None) -> bool:
+        """Whether cache hits reproject: the calibration's choice under 'Calibrated', else the checkbox."""
+        found = self.calibration(mode) if self.policy == "auto" else None
+        return found.reproject if found is not None else bool(self.reproject)
+
+    def policy_spec(self, mode: str | None = None) -> str | None:
+        """The policy spec for ``mode``'s network (default: the panel's workload; the viewport always runs SS)."""
         if self.policy == "none":
             return None
+        found = self.calibration(mode) if self.policy == "auto" else None
+        if found is not None:
+            return found.policy
+        policy = "motion" if self.policy == "auto" else self.policy
         spec = {"motion": f"motion:trans={self.motion_trans:g},rot={self.motion_rot:g},fov={self.motion_fov:g}",
                 "delta": f"delta:{self.delta_threshold:g}", "every": f"every:{self.every_n}",
-                "always": "always"}[self.policy]
-        if self.max_age and self.policy in ("motion", "delta"):
+                "always": "always"}[policy]
+        if self.max_age and policy in ("motion", "delta"):
             spec += f"+max-age:{self.max_age}"
         return spec
 
@@ -183,7 +205,8 @@ def job_for(scene, frames: range | None = None, overwrite: bool = False, output:
         raise SettingsError(f"no weights for {'supersampling ' + f'{scale:g}x' if mode == 'ss' else 'extrapolation'}: "
                             f"put {weights_name(mode, scale)}.pt into {prefs.resolved_weights_folder()} or choose "
                             f"another Quality")
-    common = dict(mode=mode, scale=scale, policy=settings.policy_spec(), k=settings.k, frames=frames,
+    common = dict(mode=mode, scale=scale, policy=settings.policy_spec(mode), reproject=settings.reproject_spec(mode),
+                  k=settings.k, frames=frames,
                   warmup=settings.warmup if warmup is None else warmup, overwrite=overwrite, output=output, report=report,
                   device=prefs.device, weights=str(weights) if weights.parent != SHIPPED_WEIGHTS else None,
                   fallback=prefs.fallback, timeout=prefs.timeout)

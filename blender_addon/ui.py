@@ -93,7 +93,17 @@ class RENDER_PT_reframe(bpy.types.Panel):
             col.prop(settings, "k")
         col.prop(settings, "policy")
         sub = col.column(align=True)
-        if settings.policy == "motion":
+        calibrated = None
+        if settings.policy == "auto":
+            try:
+                calibrated = settings.calibration()
+                if calibrated is not None:
+                    sub.label(text=calibrated.describe(), icon="CHECKMARK")
+                else:
+                    sub.label(text="no calibration beside this .blend: camera motion (reframe-blender calibrate)", icon="INFO")
+            except Exception as exc:  # a damaged file: say so here; the render stops with the same sentence
+                sub.label(text=str(exc), icon="ERROR")
+        if settings.policy == "motion" or (settings.policy == "auto" and calibrated is None):
             sub.prop(settings, "motion_trans")
             sub.prop(settings, "motion_rot")
             sub.prop(settings, "motion_fov")
@@ -101,8 +111,10 @@ class RENDER_PT_reframe(bpy.types.Panel):
             sub.prop(settings, "delta_threshold")
         elif settings.policy == "every":
             sub.prop(settings, "every_n")
-        if settings.policy in ("motion", "delta"):
+        if settings.policy in ("motion", "delta") or (settings.policy == "auto" and calibrated is None):
             sub.prop(settings, "max_age")
+        if settings.policy not in ("none", "always") and calibrated is None:
+            sub.prop(settings, "reproject")
         col.prop(settings, "warmup")
         col.prop(settings, "measure_native")
         col.prop(settings, "overwrite")

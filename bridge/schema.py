@@ -48,6 +48,7 @@ class Settings(Struct, forbid_unknown_fields=True):
     channels_last: bool = False
     weights: Annotated[str, Meta(max_length=4096)] | None = None
     cut: Annotated[str, Meta(max_length=64)] = "auto"
+    reproject: bool = False
 
 
 class Open(_Request, tag="open"):

@@ -12,7 +12,7 @@ from reframe_core.errors import ReframeError
 COMMAND_MODULES = ("reframe_core.commands.render", "reframe_core.commands.demo", "reframe_core.commands.data",
                    "reframe_core.commands.train", "reframe_core.commands.bridge",
                    "reframe_core.commands.measure", "reframe_core.commands.addon",
-                   "reframe_core.commands.farm")
+                   "reframe_core.commands.farm", "reframe_core.commands.calibrate")
 
 
 def build_parser() -> argparse.ArgumentParser:

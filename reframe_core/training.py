@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -86,6 +86,8 @@ def train(config: TrainConfig, show_progress: bool = True) -> dict:
     workload = get_workload(config.workload)
     if config.loss not in LOSSES:
         raise SettingsError(f"unknown loss {config.loss!r}: one of {', '.join(LOSSES)}")
+    if not 0 <= config.cache_in_loop < 1:
+        raise SettingsError(f"--cache-in-loop must be in [0, 1) (the chance of a simulated cache hit per frame), got {config.cache_in_loop}")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(config.seed)
     arch_config, model = workload.training_network(config)
@@ -102,7 +104,9 @@ def train(config: TrainConfig, show_progress: bool = True) -> dict:
     ckpt = _checkpoint_path(config)
     if ckpt.exists():
         state = torch.load(ckpt, map_location=device, weights_only=True)
-        if {**state["config"], "stop_after": None} != {**asdict(config), "stop_after": None}:
+        # Settings added after a checkpoint was written take their defaults (which is what that run used).
+        defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+        if {**defaults, **state["config"], "stop_after": None} != {**asdict(config), "stop_after": None}:
             raise SettingsError(f"{ckpt} was written by another training configuration; delete it or use another --out")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

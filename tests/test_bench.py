@@ -11,9 +11,10 @@ from torch import nn
 from reframe_core.evaluation import bench
 from reframe_core.workloads import get_workload
 from reframe_core.cli import main
+from reframe_core.errors import SettingsError
 from reframe_core.policies import split_policy_list
 
-POLICIES = "always,every:2,delta:0.25,motion:trans=0.1,rot=4"
+POLICIES = "always,every:2,delta:0.25,motion:trans=0.1,rot=4,every:2@reproject"
 
 
 @pytest.fixture(scope="module")
@@ -74,11 +75,16 @@ def test_paper_peers_are_marked_and_every_2_hits_every_other_frame(report):
     data, _ = report
     ss, fe = data["results"]
     peers = {p["policy"]: p["paper_peer"] for p in ss["policies"]}
-    assert peers == {"always": False, "every:2": True, "delta:0.25": True, "motion:trans=0.1,rot=4": False}
+    assert peers == {"always": False, "every:2": True, "delta:0.25": True, "motion:trans=0.1,rot=4": False,
+                     "every:2@reproject": False}
     assert not next(p for p in fe["policies"] if p["policy"] == "delta:0.25")["paper_peer"]  # FE's is 0.2
     every = next(p for p in ss["policies"] if p["policy"] == "every:2")
     assert every["hit_rate"] == 0.5 and every["refreshes"] == 3 and every["time_ms"]["n"] == 12  # 2 repeats
     assert [d["refresh"] for d in every["decisions"]] == [True, False] * 3
+    # The same schedule with the cached features reprojected on each hit: its own curve, the same decisions.
+    moved = next(p for p in ss["policies"] if p["policy"] == "every:2@reproject")
+    assert moved["family"] == "every@reproject" and [d["refresh"] for d in moved["decisions"]] == [True, False] * 3
+    assert {d["reason"] for d in moved["decisions"] if not d["refresh"]} == {"hit (reprojected)"}
 
 
 def test_summary_plot_and_error_maps(report):
@@ -99,6 +105,9 @@ def test_policy_lists_keep_commas_of_arguments():
     assert split_policy_list("every:2, delta:0.2,input=1,motion:trans=0.1,rot=4+max-age:8") == [
         "every:2", "delta:0.2,input=1", "motion:trans=0.1,rot=4+max-age:8"]
     assert bench.policy_family("motion:trans=0.1,rot=4+max-age:8") == "motion+max-age"
+    assert bench.bench_entry("screen:px=24,holes=0.1@reproject") == ("screen:px=24,holes=0.1", True)
+    with pytest.raises(SettingsError, match="optionally followed by @reproject"):
+        bench.bench_entry("every:2@warp")
     ss, fe = get_workload("ss"), get_workload("fe")
     assert bench.is_paper_peer("delta:0.2", fe) and not bench.is_paper_peer("delta:0.2", ss)
 

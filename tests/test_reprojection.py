@@ -115,3 +115,18 @@ def test_screen_policy_measures_pixels_moved_and_the_unseen_share():
     # Without a depth map: a plane at the scene depth, sized by the largest input image.
     reason, last = decide("screen:px=3", None, None)
     assert last["pixels"] == pytest.approx(4.0, rel=0.02) and reason.startswith("screen: image moved")
+
+
+def test_orthographic_views_are_not_reprojected_and_refresh_when_they_change():
+    ortho = [[0.1, 0, 0, 0], [0, 0.1, 0, 0], [0, 0, -0.02, -1.0], [0, 0, 0, 1]]
+    still = CameraHints(frame=1, world_matrix=_world((0, 0, 0)), projection=ortho, scene_depth=DEPTH)
+    moved = CameraHints(frame=2, world_matrix=_world((1, 0, 0)), projection=ortho, scene_depth=DEPTH)
+    image, depth = torch.rand(1, 3, SIZE, SIZE), torch.full((1, 1, SIZE, SIZE), DEPTH)
+    policy = parse_policy("screen")
+    policy.observe_refresh(FrameContext(0, 0, (image,), still, depth))
+    assert policy.check(FrameContext(1, 1, (image,), still, depth)) is None
+    assert policy.check(FrameContext(1, 1, (image,), moved, depth)) == "screen: orthographic view changed"
+    cached = cache_model(_TwoBranch().eval(), (image,), cut="deep", reproject=True)
+    cached(image, refresh=True, hints=still, depth=depth)
+    cached(image, refresh=False, hints=moved, depth=depth)
+    assert cached.decisions[-1].reason == "hit"  # reused as stored, no error

@@ -10,6 +10,7 @@ on camera cuts, and after :meth:`CachedModel.reset`.
 """
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 from dataclasses import dataclass
@@ -188,6 +189,19 @@ class CachedModel(nn.Module):
     def clear_stats(self) -> None:
         self.decisions.clear()
 
+    def with_policy(self, policy: str | RefreshPolicy | None, reproject: bool | None = None) -> "CachedModel":
+        """Another cache over the same network and cut (the traced passes are shared, so no new trace), with its
+        own policy, state and figures: how the bench and calibration run many policies side by side."""
+        twin = copy.copy(self)  # shares the network and the traced passes
+        twin._modules = dict(self._modules)  # noqa: SLF001 - its own module table, the same modules
+        # A policy object is copied through its spec: twins never share a policy's references.
+        twin.policy = parse_policy(policy.spec if isinstance(policy, RefreshPolicy) else policy) if policy is not None else None
+        twin.reproject = self.reproject if reproject is None else bool(reproject)
+        twin.decisions = []
+        twin._reference = None
+        twin.reset()
+        return twin
+
     def compile(self, **options) -> "CachedModel":
         """``torch.compile`` the refresh and hit passes separately (each is a fixed graph), in place."""
         self._full = torch.compile(self._full, **options)
@@ -235,6 +249,8 @@ class CachedModel(nn.Module):
         reprojection is on and the depth and both cameras are known."""
         if not (self.reproject and depth is not None and hints is not None and self._reference is not None):
             return self._cached, False
+        if not (hints.is_perspective and self._reference.is_perspective):
+            return self._cached, False  # reprojection is for perspective cameras: an orthographic view reuses as stored
         moved = reproject_depth(depth, hints, self._reference)
         return [moved.warp(t) if isinstance(t, torch.Tensor) and t.ndim == 4 and t.is_floating_point() else t
                 for t in self._cached], True

@@ -6,7 +6,8 @@ import argparse
 import os
 import shlex
 
-from reframe_core.commands.render import job_arguments, job_argv, job_from_args, library_output, run_resumable
+from reframe_core.commands.render import (AUTO_POLICY, calibrated, job_arguments, job_argv, job_from_args,
+                                          library_output, run_resumable)
 from reframe_core.errors import SettingsError
 
 
@@ -31,6 +32,10 @@ def _job(args):
     for name in ("weights", "report"):
         if getattr(args, name):
             setattr(args, name, os.path.abspath(getattr(args, name)))
+    if args.policy == AUTO_POLICY:
+        # Resolved here, once: every chunk then runs the same setting, whatever the nodes' working folders hold.
+        resolved = calibrated(job_from_args(args), os.path.abspath(args.scene) if args.scene.endswith(".blend") else args.scene)
+        args.policy, args.reproject = resolved.policy or "none", resolved.reproject
     words = job_argv(args)
     if args.seed:
         words += ["--seed", str(args.seed)]

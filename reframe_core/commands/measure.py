@@ -38,7 +38,8 @@ def _bench_cache(args) -> int:
     from reframe_core.evaluation.speed import format_report, measure_cache_speed
 
     report = measure_cache_speed(args.model, args.size, repeats=args.repeats, device=args.device,
-                                 precision=args.precision, channels_last=args.channels_last, compile_model=args.compile)
+                                 precision=args.precision, channels_last=args.channels_last, compile_model=args.compile,
+                                 weights=args.weights)
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report.as_dict(), indent=2))
@@ -103,7 +104,7 @@ def _ensure_dataset(scene: str, root: Path, frames: range | None, scales: tuple[
         wanted = set(frames) if frames is not None else set.intersection(*have)
         if wanted and all(wanted <= h for h in have):
             return root
-    if "/" in scene:  # a dataset folder named directly: nothing to capture it from
+    if "/" in scene and not scene.endswith(".blend"):  # a dataset folder named directly: nothing to capture it from
         raise MissingInputError(f"{root} is not a complete dataset for scales {', '.join(f'{s:g}' for s in scales)}; "
                                 f"capture it with reframe-blender dataset --scales {','.join(f'{s:g}' for s in scales)} --out {root}")
     if importlib.util.find_spec("bpy") is None:
@@ -126,7 +127,7 @@ def _bench(args) -> int:
 
     from reframe_core.evaluation import bench
     from reframe_core.runtime.placement import Placement
-    from reframe_core.policies import parse_policy, split_policy_list
+    from reframe_core.policies import split_policy_list
     from reframe_core.workloads import get_workload
 
     from reframe_core.frames.ranges import parse_frames
@@ -146,7 +147,7 @@ def _bench(args) -> int:
     for w in workloads:
         specs = bench.default_policies(units[w]) if args.policies == "default" else split_policy_list(args.policies)
         for spec in specs:
-            parse_policy(spec)  # a bad spec fails before any capture or measuring
+            bench.bench_entry(spec)  # a bad spec fails before any capture or measuring
         policy_lists[w] = specs
     for path in filter(None, (args.json, args.plot, args.maps and Path(args.maps) / "x")):
         try:  # before any work: a report that cannot be written is found out now, not after the run
@@ -172,7 +173,7 @@ def _bench(args) -> int:
                 result = bench.measure_sequence(workload, sequence, model, policy_lists[w], placement, cut=args.cut,
                                                 warmup=args.warmup, worst=args.worst, maps_dir=maps_dir,
                                                 compile_model=args.compile, repeats=args.repeats,
-                                                progress=lambda: bar.update(1), reproject=args.reproject)
+                                                progress=lambda: bar.update(1))
             result["weights"] = str(args.weights or workload.weights_name(args.scale))
             results.append(result)
     summary = bench.summarize(results)
@@ -184,7 +185,7 @@ def _bench(args) -> int:
               "settings": {"workloads": workloads, "scenes": scenes, "scale": args.scale, "k": args.k,
                            "device": args.device, "precision": args.precision, "channels_last": args.channels_last,
                            "compile": args.compile, "warmup": args.warmup, "repeats": args.repeats, "cut": args.cut,
-                           "reproject": args.reproject, "torch_threads": torch.get_num_threads()},
+                           "torch_threads": torch.get_num_threads()},
               "target": bench.TARGET, "results": results, "summary": summary}
     if args.json:
         import json
@@ -235,10 +236,13 @@ def _bench_seam(args) -> int:
     if not frames.start < args.split <= frames.stop - 1:
         raise SettingsError(f"--split {args.split} must fall after the first frame of --frames {args.frames} and inside it")
     warmups = tuple(int(w) for w in args.warmups.split(","))
-    from reframe_core.commands.render import policy_or_none
+    from reframe_core.commands.render import AUTO_POLICY, FALLBACK_POLICY, policy_or_none
 
+    policy = policy_or_none(args.policy)
+    if policy == AUTO_POLICY:  # a library scene's clip: no calibration of its own
+        policy = FALLBACK_POLICY
     result = measure_seam(args.scene, frames, args.split, warmups, args.size, args.samples, args.out, args.mode,
-                          policy_or_none(args.policy), show_progress=not args.quiet)
+                          policy, show_progress=not args.quiet)
     print(f"bench-seam: {args.scene} frames {args.frames} ({args.mode}, {args.policy}, {args.size}x{args.size}, "
           f"{args.samples} samples) in one run vs a chunk from frame {args.split}: FLIP of the chunk's frames "
           f"against the one-run frames, per warm-up")
@@ -275,6 +279,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
     bench.add_argument("--channels-last", action="store_true", help="run the network in channels-last memory layout")
     bench.add_argument("--compile", action="store_true", help="torch.compile the refresh and hit passes")
+    bench.add_argument("--weights", help="a weights file for the model's workload (default: the shipped one)")
     bench.add_argument("--json", help="also write the report as JSON to this file")
     bench.set_defaults(run=_bench_cache)
 
@@ -294,7 +299,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--workload", default="ss", help="ss, fe or ss,fe")
     bench.add_argument("--scenes", default="slow_pan", help="scene names (captured into --data-root if missing) or dataset folders, comma-separated")
     bench.add_argument("--policies", default="default",
-                       help="comma-separated policy specs, or 'default': the paper's every:N and delta:T beside ours, as threshold sweeps")
+                       help="comma-separated policy specs, each optionally followed by @reproject (that cache moves its "
+                            "features to the current camera on hits), or 'default': the paper's every:N and delta:T "
+                            "beside ours, as threshold sweeps")
     bench.add_argument("--frames", help="A-B (default: every frame the dataset has; 16 frames when capturing)")
     bench.add_argument("--data-root", default="out/data", help="where scene datasets live (default out/data)")
     bench.add_argument("--resolution", type=int, default=256, help="display resolution when capturing")
@@ -303,8 +310,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--k", type=int, default=2, help="FE: every k-th frame rendered in full")
     bench.add_argument("--weights", help="weights file (default: the shipped one of the workload)")
     bench.add_argument("--cut", default="auto", help="cut point (reframe-blender cuts lists them)")
-    bench.add_argument("--reproject", action="store_true",
-                       help="on a hit, move the cached feature maps to the current camera (depth + the two cameras)")
     bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     bench.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     bench.add_argument("--channels-last", action="store_true", help="channels-last memory layout")

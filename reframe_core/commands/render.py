@@ -13,10 +13,17 @@ from reframe_core.frames.ranges import parse_frames
 from reframe_core.runtime.session import DEFAULT_WARMUP as WARMUP
 
 
+AUTO_POLICY = "auto"  # the scene's calibration when there is one, else FALLBACK_POLICY
+FALLBACK_POLICY = "motion"
+
+
 def policy_or_none(text: str) -> str | None:
-    """A policy spec checked, or None for 'none' / 'uncached' (the network runs uncached)."""
+    """A policy spec checked, or None for 'none' / 'uncached' (the network runs uncached); 'auto' stays 'auto'
+    until the scene is known (:func:`calibrated`)."""
     if text.lower() in ("none", "uncached"):
         return None
+    if text.lower() == AUTO_POLICY:
+        return AUTO_POLICY
     from reframe_core.policies import parse_policy
 
     parse_policy(text)  # a bad spec fails before Blender opens anything
@@ -29,9 +36,13 @@ def job_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ss: EEVEE at 1/scale + cached supersampling; fe: every k-th frame in full, the others "
                              "extrapolated from a cheap G-buffer pass; native: the plain render (default ss)")
     parser.add_argument("--scale", type=float, default=2.0, help="ss: display / rendered size per axis (default 2)")
-    parser.add_argument("--policy", default="motion",
-                        help="cache refresh policy spec (reframe-blender bench --help lists them), or 'none' to run "
-                             "the network uncached (default motion)")
+    parser.add_argument("--policy", default=AUTO_POLICY,
+                        help="cache refresh policy spec (reframe-blender bench --help lists them), 'none' to run the "
+                             "network uncached, or 'auto' (default): the setting 'reframe-blender calibrate' stored "
+                             "beside the scene, else camera motion")
+    parser.add_argument("--reproject", action="store_true",
+                        help="on a cache hit, move the cached features to the current camera (from the depth pass and "
+                             "the two cameras), so that a moving camera needs fewer refreshes")
     parser.add_argument("--k", type=int, default=2, help="fe: every k-th frame rendered in full (default 2)")
     parser.add_argument("--frames", help="A-B (default: the scene's frame range)")
     parser.add_argument("--warmup", type=int, default=WARMUP,
@@ -70,7 +81,8 @@ def job_from_args(args):
                      frames=parse_frames(args.frames) if args.frames else None, warmup=args.warmup, output=args.out,
                      overwrite=args.overwrite, report=args.report, device=args.device, precision=args.precision,
                      weights=args.weights, runtime=args.runtime, server_python=args.server_python,
-                     server_address=args.server, fallback=args.fallback, timeout=args.timeout)
+                     server_address=args.server, fallback=args.fallback, timeout=args.timeout,
+                     reproject=args.reproject)
 
 
 def summary(report: dict) -> str:
@@ -115,10 +127,26 @@ def job_argv(args) -> list[str]:
     return words
 
 
+def calibrated(job, scene_source: str | None):
+    """``job`` with policy 'auto' resolved: the calibration stored for ``scene_source`` (a .blend path or a library
+    scene name) and this workload when there is one (its policy and reprojection), else camera motion."""
+    import dataclasses
+
+    if job.policy != AUTO_POLICY:
+        return job
+    from reframe_core.evaluation.calibration import read_calibration
+
+    found = read_calibration(scene_source, job.workload) if scene_source and job.workload else None
+    if found is None:
+        return dataclasses.replace(job, policy=FALLBACK_POLICY)
+    return dataclasses.replace(job, policy=found.policy, reproject=found.reproject)
+
+
 def run_job(scene, args) -> int:
     from blender_addon.render_loop import describe_job, render_animation
+    import bpy
 
-    job = job_from_args(args)
+    job = calibrated(job_from_args(args), getattr(args, "scene", None) or bpy.data.filepath or None)
     if args.plan_only:
         print(json.dumps(describe_job(scene, job)))  # one line: farm nodes read it
         return 0

@@ -52,20 +52,35 @@ def default_policies(workload: Workload) -> list[str]:
     are always among them as peers: every:N (DeepCache's schedule) and delta at the reference code's threshold
     for the kind of network (``workload.paper_delta``: FBSR 0.25 for SS, ExtraNet 0.20 for FE)."""
     deltas = sorted({0.05, 0.1, workload.paper_delta, 0.4})
-    return (["always", "every:2", "every:3", "every:4"] + [f"delta:{d:g}" for d in deltas]
-            + ["motion:trans=0.025,rot=1", "motion", "motion:trans=0.1,rot=4", "motion:trans=0.2,rot=8",
-               "motion+max-age:4", "motion:trans=0.1,rot=4+max-age:8"])
+    screen = ["screen:px=8,holes=0.05", "screen:px=24,holes=0.15", "screen:px=64,holes=0.3"]
+    return (["always", "every:2", "every:3", "every:4", "every:8"] + [f"delta:{d:g}" for d in deltas]
+            + ["motion", "motion:trans=0.2,rot=8"] + screen + [s + REPROJECT for s in screen]
+            + ["every:4" + REPROJECT, "every:8" + REPROJECT])
 # The product's target (issue 5): mean speedup >= 2x at mean FLIP <= 0.02 vs uncached, no frame above 0.05.
 TARGET = {"speedup": 2.0, "flip_mean": 0.02, "flip_max": 0.05}
 
 
-def policy_family(spec: str) -> str:
-    """``motion:trans=0.1,rot=4+max-age:8`` -> ``motion+max-age``: the curve a spec belongs to."""
-    return "+".join(member.split(":", 1)[0] for member in spec.split("+"))
+REPROJECT = "@reproject"  # a bench entry's suffix: that cache moves its features to the current camera on hits
+
+
+def bench_entry(entry: str) -> tuple[str, bool]:
+    """``screen:px=24@reproject`` -> (``screen:px=24``, True); the spec is checked."""
+    spec, at, flag = entry.partition("@")
+    if at and "@" + flag != REPROJECT:
+        raise SettingsError(f"bad bench entry {entry!r}: a policy spec, optionally followed by {REPROJECT}")
+    parse_policy(spec)
+    return spec, bool(at)
+
+
+def policy_family(entry: str) -> str:
+    """``motion:trans=0.1,rot=4+max-age:8`` -> ``motion+max-age``: the curve a spec belongs to (with
+    ``@reproject`` kept: reprojected caches are their own curve)."""
+    spec, at, _ = entry.partition("@")
+    return "+".join(member.split(":", 1)[0] for member in spec.split("+")) + (REPROJECT if at else "")
 
 
 def is_paper_peer(spec: str, workload: Workload) -> bool:
-    if "+" in spec:  # a composition is ours, not the paper's
+    if "+" in spec or "@" in spec:  # a composition or a reprojected cache is ours, not the paper's
         return False
     name, _, arg = spec.partition(":")
     return name == "every" or (name == "delta" and bool(arg) and float(arg.split(",")[0]) == workload.paper_delta)
@@ -177,25 +192,29 @@ def _save_error_map(path: Path, uncached: np.ndarray, cached: np.ndarray, error:
 def measure_sequence(workload: Workload, seq: FrameSequence, model, policies: list[str],
                      placement: Placement | None = None, cut: str = "auto", warmup: int = 3, worst: int = 2,
                      maps_dir: str | Path | None = None, compile_model: bool = False, repeats: int = 1,
-                     progress=None, on_images=None, reproject: bool = False) -> dict:
+                     progress=None, on_images=None) -> dict:
     """Measure ``model`` uncached and cached with each policy over ``seq`` (see the module docstring).
 
+    ``policies``: policy specs, each optionally followed by ``@reproject`` (:func:`bench_entry`).
     ``repeats``: passes over the sequence; each adds one timing sample per frame and runner.
     ``on_images(frame, {label: image})``: called on the first pass for each frame the network ran on
     (labels: ``uncached`` and the policy specs), for callers that show the pictures.
     ``model`` must already sit on ``placement`` (``placement.model(model)``). Returns a JSON-ready dict.
     """
     placement = placement or Placement()
-    for spec in policies:
-        parse_policy(spec)  # every spec is checked before any work
+    entries = [bench_entry(entry) for entry in policies]  # every spec is checked before any work
     example = placement.inputs(workload.example_inputs(model, seq.display_size, seq.inputs[0]))
     uncached_model = torch.compile(model) if compile_model else model
     runs = [_Run("uncached", _Timed(uncached_model, placement), None)]
-    for spec in policies:
-        cached = cache_model(model, example, cut=cut, policy=spec, reproject=reproject)
-        if compile_model:
-            cached.compile()
-        runs.append(_Run(spec, _Timed(cached, placement), None))
+    first = None
+    for entry, (spec, reproject) in zip(policies, entries):
+        # One trace of the network for every policy: the cut and passes are the same, only the policy differs.
+        cached = (first.with_policy(spec, reproject=reproject) if first is not None
+                  else cache_model(model, example, cut=cut, policy=spec, reproject=reproject))
+        if compile_model and first is None:
+            cached.compile()  # the twins share these compiled passes
+        first = first or cached
+        runs.append(_Run(entry, _Timed(cached, placement), None))
     for run in runs:
         run.runner = workload.runner(run.timed, seq.display_size, placement)
 

@@ -6,6 +6,7 @@ reported with their spread (p10-p90). On CUDA every pass is bracketed by ``torch
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -71,15 +72,20 @@ def _percentile(values: list[float], q: float) -> float:
 def measure_cache_speed(model: str = "unet", size: str | int = 256, repeats: int = 30, warmup: int = 5,
                         policies=("delta:0.1", "motion", "delta:0.1+max-age:8"), device: str = "cpu",
                         precision: str = "fp32", channels_last: bool = False, compile_model: bool = False,
-                        shipped_weights: bool = True) -> SpeedReport:
+                        shipped_weights: bool = True, weights: str | None = None) -> SpeedReport:
     """Median full and hit pass of ``model`` at display size ``size`` (``N`` or ``WIDTHxHEIGHT``)."""
     torch.manual_seed(0)
     height, width = parse_size(size)
     placement = Placement(device=device, precision=precision, channels_last=channels_last)
     entry = get_network(model)
-    weights = None
-    workload = workload_for_network(model) if shipped_weights else None
-    if workload is not None and workload.shipped_scales():
+    given, weights = weights, None
+    workload = workload_for_network(model) if shipped_weights or given else None
+    if given:
+        if workload is None:
+            raise SettingsError(f"--weights needs a workload's network (ss, extranet), not {model}")
+        weights = Path(given)
+        net, _ = workload.load(given, workload.shipped_scales()[0] if workload.shipped_scales() else 2.0)
+    elif workload is not None and workload.shipped_scales():
         # A workload's network is timed with its shipped weights, so the measured design is the one users run.
         from reframe_core.weights import shipped
 

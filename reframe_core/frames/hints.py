@@ -68,6 +68,11 @@ class CameraHints:
         return rot / np.where(norms > 0, norms, 1.0)
 
     @property
+    def is_perspective(self) -> bool:
+        """A perspective projection (an orthographic one has a last row of 0, 0, 0, 1)."""
+        return abs(self.projection[3][3]) < 1e-9
+
+    @property
     def fov_degrees(self) -> tuple[float, float]:
         """Horizontal and vertical field of view in degrees, read off the projection matrix."""
         proj = np.asarray(self.projection, dtype=np.float64)

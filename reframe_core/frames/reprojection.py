@@ -45,8 +45,9 @@ class Reprojection:
     def warp(self, image: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
         """``image`` (B, C, h, w), seen from the reference camera, brought to the current frame (edge pixels where
         the reference did not see)."""
-        grid = self.resized(image.shape[-2:]).to(image.dtype)
-        return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=False)
+        # In float32 whatever the features' precision: an fp16 grid is off by a fraction of a pixel.
+        grid = self.resized(image.shape[-2:]).float()
+        return F.grid_sample(image.float(), grid, mode=mode, padding_mode="border", align_corners=False).to(image.dtype)
 
     def disoccluded(self, reference_depth: torch.Tensor, tolerance: float = 0.05) -> torch.Tensor:
         """(B, 1, H, W) True where the reference did not see this pixel's surface: outside its image, or hidden

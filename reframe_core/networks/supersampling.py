@@ -31,8 +31,9 @@ Three designs share this code (``design=``; ``"v2"`` is the default and the ship
   display-resolution resolve is two 1x1 layers (v2: three 3x3), its spatial context coming from the
   low-res joint features. A hit runs about a tenth of the FLOPs at width 32 (the slow branch grows with the
   width, the hit path does not); at 1920x1080 the candidates' resampling is most of a hit's time.
-  Trained with the cache in the loop (``stale_slow`` in training: later frames of a training sequence
-  sometimes reuse the first frame's slow features), so a hit is a case it has seen.
+  Trained with the cache in the loop (``train --cache-in-loop P``: each later frame of a training sequence
+  reuses, with chance P, the slow features of the last frame that computed them), so a hit is a case it
+  has seen.
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from reframe_core.frames.reprojection import reproject
 from reframe_core.policies.base import FrameContext, RefreshPolicy, fmt_number
 
 DEFAULTS = {"px": 4.0, "holes": 0.03}
-MEASURE_WIDTH = 96  # the depth map is read at about this width: the policy costs well under a millisecond
+MEASURE_WIDTH = 48  # the depth map is read at most this wide: the policy costs about a millisecond
 
 
 def _output_size(inputs: tuple) -> tuple[int, int] | None:
@@ -33,11 +33,11 @@ def _output_size(inputs: tuple) -> tuple[int, int] | None:
 def _measured_depth(ctx: FrameContext) -> tuple[torch.Tensor, bool]:
     """A small depth map for the measurement, and whether it is real (else a plane at the scene depth)."""
     if ctx.depth is not None:
-        step = max(1, ctx.depth.shape[-1] // MEASURE_WIDTH)
+        step = -(-ctx.depth.shape[-1] // MEASURE_WIDTH)
         return ctx.depth[:1, :, step // 2::step, step // 2::step].float().cpu(), True
     hints = ctx.hints
     aspect = hints.projection[1][1] / hints.projection[0][0]  # width / height of the image
-    width = MEASURE_WIDTH // 2
+    width = MEASURE_WIDTH
     height = max(1, round(width / aspect))
     plane = hints.scene_depth if hints.scene_depth is not None else float("inf")
     return torch.full((1, 1, height, width), plane), False
@@ -70,7 +70,7 @@ class ScreenMotion(RefreshPolicy):
         moved = reproject(depth, ctx.hints, self._reference)
         output = _output_size(ctx.inputs) or (tuple(ctx.depth.shape[-2:]) if ctx.depth is not None else None)
         scale = output[-1] / depth.shape[-1] if output else 1.0
-        pixels = float(moved.motion.norm(dim=1).mean()) * scale
+        pixels = float((moved.motion[:, 0] ** 2 + moved.motion[:, 1] ** 2).sqrt().mean()) * scale
         reference = self._reference_depth if (real and self._reference_depth is not None
                                               and self._reference_depth.shape == depth.shape) else None
         unseen = moved.disoccluded(reference) if reference is not None else ~moved.inside
@@ -81,6 +81,10 @@ class ScreenMotion(RefreshPolicy):
             return "screen: no camera hints given"
         if self._reference is None:
             return "screen: no reference camera"
+        if not (ctx.hints.is_perspective and self._reference.is_perspective):
+            # Not measured for orthographic views: any change of the view is a refresh, a still view reuses.
+            same = (ctx.hints.world_matrix, ctx.hints.projection) == (self._reference.world_matrix, self._reference.projection)
+            return None if same else "screen: orthographic view changed"
         self.last = self.measure(ctx)
         if self.last["pixels"] > self.px:
             return f"screen: image moved {self.last['pixels']:.1f} px > {fmt_number(self.px)}"

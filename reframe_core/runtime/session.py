@@ -47,6 +47,7 @@ class SessionSettings:
     channels_last: bool = False
     weights: str | None = None  # None: the shipped weights for the workload and scale
     cut: str = "auto"
+    reproject: bool = False  # on a cache hit, move the cached feature maps to the current camera (depth + cameras)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -109,7 +110,8 @@ class Session:
         model = self.placement.model(model)
         if settings.policy is not None:
             example = self.placement.inputs(self.workload.example_inputs(model, settings.display_size, scale=settings.scale))
-            model = cache_model(model, example, cut=settings.cut, policy=settings.policy)
+            model = cache_model(model, example, cut=settings.cut, policy=settings.policy,
+                                reproject=settings.reproject)
         self.model = model
         self.runner = self.workload.runner(model, settings.display_size, self.placement)
         self._stats = SessionStats()
