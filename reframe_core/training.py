@@ -39,6 +39,7 @@ class TrainConfig:
     # SS: chance that a later frame of a training sequence reuses the slow (cached) branch's features of the
     # last frame that computed them, as a cache hit does at inference: the net learns to work with them stale.
     cache_in_loop: float = 0.0
+    resolve_kernel: int = 1  # SS v3: kernel of the first display-resolution layer (1 or 3)
     fe_inputs: str = "shading"  # FE colour space (networks.extranet: "shading" or "color")
     fe_residual: str = "holes"  # FE: where the head's residual applies (networks.extranet: "full" or "holes")
     checkpoint_every: int = 100

@@ -141,6 +141,8 @@ def test_v3_design_hit_runs_the_fast_branch_and_a_per_pixel_resolve():
     hit = {n.split("_")[0] for n in cached.plan.hit_nodes}
     assert {"fast", "joint", "refine"} <= hit and "slow" not in hit
     assert all(m.kernel_size == (1, 1) for m in model.refine if isinstance(m, torch.nn.Conv2d))
+    wider = cache_model(entry.build(design="v3", width=32, resolve_kernel=3).eval(), inputs)
+    assert cached.plan.hit_share < wider.plan.hit_share < v2.plan.hit_share  # a 3x3 display layer costs each hit
     expected = model(*inputs)
     assert torch.equal(cached(*inputs, refresh=True), expected)
     torch.testing.assert_close(cached(*inputs, refresh=False), expected, rtol=1e-5, atol=1e-5)

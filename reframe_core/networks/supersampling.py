@@ -122,7 +122,7 @@ class SupersamplingNet(nn.Module):
 
     DESIGNS = ("v1", "split", "v2", "v3")
 
-    def __init__(self, width: int = 24, design: str = "v2"):
+    def __init__(self, width: int = 24, design: str = "v2", resolve_kernel: int = 1):
         super().__init__()
         if design not in self.DESIGNS:
             raise SettingsError(f"unknown supersampling design {design!r}: one of {', '.join(self.DESIGNS)}")
@@ -144,8 +144,11 @@ class SupersamplingNet(nn.Module):
             self.joint_out = nn.Conv2d(24, 16, 3, padding=1)
             # Per display pixel only (1x1): the spatial context comes from the low-res joint features, so the
             # display-resolution work that every hit pays stays a few hundred MACs per pixel.
-            self.refine = nn.Sequential(nn.Conv2d(16 + 3 * V2_CANDIDATES + 1, 24, 1), nn.LeakyReLU(0.1, inplace=True),
-                                        nn.Conv2d(24, V2_CANDIDATES + 3, 1))
+            # ``resolve_kernel=3``: the first display-resolution layer sees its 3x3 neighbourhood (more work per hit).
+            if resolve_kernel not in (1, 3):
+                raise SettingsError(f"resolve_kernel must be 1 or 3, got {resolve_kernel}")
+            self.refine = nn.Sequential(nn.Conv2d(16 + 3 * V2_CANDIDATES + 1, 24, resolve_kernel, padding=resolve_kernel // 2),
+                                        nn.LeakyReLU(0.1, inplace=True), nn.Conv2d(24, V2_CANDIDATES + 3, 1))
         elif design == "v1":
             # Per display pixel: a blend weight between the warped history and the current frame (as TAA
             # does, which is what accumulates the jittered samples over frames) and a colour correction.

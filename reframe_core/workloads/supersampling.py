@@ -214,6 +214,8 @@ class SupersamplingWorkload(Workload):
         from reframe_core.networks import get_network
 
         arch_config = {"width": config.width, "design": config.design}
+        if config.resolve_kernel != 1:  # v3 only; older weights files do not carry it
+            arch_config["resolve_kernel"] = config.resolve_kernel
         return arch_config, get_network(self.arch).build(**arch_config)
 
     def training_sequences(self, roots, config) -> list[list[_TrainingFrame]]:
