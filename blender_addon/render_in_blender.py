@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ReframeError("no .blend file is open: run 'blender -b FILE.blend -P render_in_blender.py -- ...' "
                                    "or pass --scene NAME")
             scene = bpy.context.scene
-        return run_job(scene, args)
+        return run_job(scene, args, args.scene or bpy.data.filepath)
     except ReframeError as exc:
         print(f"reframe render: error: {exc}", file=sys.stderr)
         return 2

@@ -142,11 +142,12 @@ def calibrated(job, scene_source: str | None):
     return dataclasses.replace(job, policy=found.policy, reproject=found.reproject)
 
 
-def run_job(scene, args) -> int:
+def run_job(scene, args, source: str | None = None) -> int:
+    """Render ``scene`` with the job in ``args``; ``source`` (the .blend path or library scene name) is where a
+    stored calibration is looked up for ``--policy auto``."""
     from blender_addon.render_loop import describe_job, render_animation
-    import bpy
 
-    job = calibrated(job_from_args(args), getattr(args, "scene", None) or bpy.data.filepath or None)
+    job = calibrated(job_from_args(args), source)
     if args.plan_only:
         print(json.dumps(describe_job(scene, job)))  # one line: farm nodes read it
         return 0
@@ -171,8 +172,8 @@ def _render(args) -> int:
     from blender_addon.capture import open_blend
 
     if args.scene.endswith(".blend") or "/" in args.scene:
-        return run_job(open_blend(args.scene), args)
-    return run_job(build_library_scene(args.scene, args), args)
+        return run_job(open_blend(args.scene), args, args.scene)
+    return run_job(build_library_scene(args.scene, args), args, args.scene)
 
 
 def build_library_scene(name: str, args):
