@@ -93,6 +93,32 @@ class CutPlan:
         }
 
 
+@dataclass(frozen=True)
+class GradedPlan:
+    """A second, deeper cut under a :class:`CutPlan`, for graded refresh.
+
+    A full refresh also stores ``stored``; a *partial* refresh runs ``partial_nodes`` from the current inputs
+    and those stored values, giving the output and fresh values for the shallower cut, so the following hits
+    reuse features of this frame while the deep part of the network ran only at the last full refresh.
+    """
+
+    name: str
+    stored: tuple[str, ...]
+    stored_shapes: tuple[tuple[int, ...] | None, ...]
+    partial_nodes: frozenset[str]
+    total_flops: int
+    partial_flops: int
+
+    @property
+    def partial_share(self) -> float:
+        """Share of a full pass's FLOPs that a partial refresh spends."""
+        return self.partial_flops / self.total_flops if self.total_flops else 1.0
+
+    def describe(self) -> dict:
+        return {"name": self.name, "stored_shapes": [list(s) if s is not None else None for s in self.stored_shapes],
+                "partial_flops_share": round(self.partial_share, 4)}
+
+
 class _Profiler(fx.Interpreter):
     """Runs the traced graph once on example inputs, recording shape and FLOPs per node."""
 
@@ -248,10 +274,23 @@ class GraphAnalysis:
                            f"(valid: {', '.join(f'level:{k}' for k in range(max(len(levels) - 1, 0))) or 'none'})")
         threshold = levels[level]
         stops: set[str] = set()
+        # Values computed from the inputs by FLOP-free ops alone (a per-frame jitter offset and the sampling
+        # grids built from it) are small but current: never stored, always recomputed (they cost nothing).
+        cheap: set[str] = set()
         for node in self.module.graph.nodes:
-            if node.op in ("placeholder", "output", "get_attr"):
+            if node.op in ("placeholder", "get_attr"):
+                cheap.add(node.name)
                 continue
-            res = self.info[node.name].resolution if node.name in self.info else None
+            if node.op == "output":
+                continue
+            info = self.info.get(node.name)
+            if info is not None and info.shape is None:
+                cheap.add(node.name)  # a shape, size or number: metadata, read again from whatever it comes from
+                continue
+            if info is not None and info.flops == 0 and all(a.name in cheap for a in node.all_input_nodes):
+                cheap.add(node.name)
+                continue
+            res = info.resolution if info is not None else None
             producers = [a for a in node.all_input_nodes if a.op != "get_attr"]
             if (res is not None and res < threshold) or (producers and all(a.name in stops for a in producers)):
                 stops.add(node.name)
@@ -322,6 +361,103 @@ class GraphAnalysis:
             raise CutError(f"submodule {name!r} has {len(outputs)} outputs ({', '.join(n.name for n in outputs)}); "
                            "name the tensors instead")
         return outputs[0]
+
+    # --- graded refresh ----------------------------------------------------------------------------------
+
+    def stops_for(self, cut: str | list[str] | tuple[str, ...]) -> set[str]:
+        """The raw stop set of a cut (``level:K`` or tensor names), before the walk from the output."""
+        if isinstance(cut, str) and cut.startswith("level:"):
+            try:
+                return self.level_stops(int(cut.split(":", 1)[1]))
+            except ValueError:
+                raise CutError(f"bad cut {cut!r}: expected level:K with an integer K") from None
+        names = [cut] if isinstance(cut, str) else list(cut)
+        return {self._node_for(name).name for name in names}
+
+    def graded(self, inner: CutPlan, deeper: str) -> "GradedPlan":
+        """A partial refresh under ``inner``: recompute the values ``inner`` caches (and the output) from the
+        current inputs while reusing what the ``deeper`` cut stores. Raises :class:`CutError` when ``deeper``
+        is not deeper than ``inner`` (it would store what ``inner`` stores, or recompute the whole network)."""
+        stops = self.stops_for(deeper)
+        hit: set[str] = set()
+        stored: set[str] = set()
+        wanted = [self._nodes[n] for n in inner.cached]
+        pending = list(self._output().all_input_nodes) + wanted
+        while pending:
+            node = pending.pop()
+            if node.name in stops:
+                stored.add(node.name)
+            elif node.name not in hit:
+                hit.add(node.name)
+                pending.extend(node.all_input_nodes)
+        order = [n.name for n in self.module.graph.nodes]
+        partial_flops = sum(self.info[n].flops for n in hit if n in self.info)
+        if not stored or set(stored) == set(inner.cached):
+            raise CutError(f"cut {deeper!r} is not deeper than {inner.name!r}: it stores the same values, so a "
+                           "partial refresh would be a hit; name a deeper one (level:K with a larger K)")
+        if partial_flops >= self.total_flops or partial_flops <= inner.hit_flops:
+            raise CutError(f"cut {deeper!r} saves nothing as a partial refresh under {inner.name!r} "
+                           f"({partial_flops} of {self.total_flops} FLOPs; a hit runs {inner.hit_flops})")
+        return GradedPlan(
+            name=deeper if isinstance(deeper, str) else ",".join(deeper),
+            stored=tuple(n for n in order if n in stored),
+            stored_shapes=tuple(self.info[n].shape if n in self.info else None for n in order if n in stored),
+            partial_nodes=frozenset(hit),
+            total_flops=self.total_flops,
+            partial_flops=partial_flops,
+        )
+
+    def auto_graded(self, inner: CutPlan) -> "GradedPlan":
+        """The shallowest ``level:K`` that makes a partial refresh under ``inner``."""
+        level, tried = 0, []
+        while True:
+            try:
+                self.level_stops(level)
+            except CutError:
+                break
+            try:
+                return self.graded(inner, f"level:{level}")
+            except CutError as exc:
+                tried.append(f"level:{level} ({exc})")
+            level += 1
+        raise CutError(f"no level:K cut of this network is deeper than {inner.name!r}, so it has no partial refresh; "
+                       f"tried: {'; '.join(tried) or 'none'}. Use a single-grade policy (no '/')")
+
+    def build_full_graded(self, inner: CutPlan, graded: "GradedPlan") -> fx.GraphModule:
+        """The original computation returning ``(output, [inner's cached values] + [graded.stored values])``."""
+        both = CutPlan(**{**inner.__dict__, "cached": tuple(inner.cached) + tuple(n for n in graded.stored if n not in inner.cached)})
+        return self.build_full(both)
+
+    def build_partial(self, inner: CutPlan, graded: "GradedPlan") -> fx.GraphModule:
+        """``forward(*inputs, *graded.stored) -> (output, [inner's cached values])``: the partial refresh."""
+        graph = fx.Graph()
+        env: dict[fx.Node, fx.Node] = {}
+        run = graded.partial_nodes
+        for node in self.module.graph.nodes:
+            if node.op == "placeholder":
+                env[node] = graph.node_copy(node, lambda a: env[a])
+        for index, name in enumerate(graded.stored):
+            source = self._nodes[name]
+            value = graph.placeholder(f"stored_{index}")
+            mutated = any(u.name in run and _mutates_argument(u, self.module) and u.args and u.args[0] is source
+                          for u in source.users)
+            env[source] = graph.call_method("clone", (value,)) if mutated else value
+        wanted = set(inner.cached)
+        captured: dict[str, fx.Node] = {}
+        for name in inner.cached:
+            if name in graded.stored:  # stored by the full refresh, unchanged by a partial one
+                captured[name] = env[self._nodes[name]]
+        for node in self.module.graph.nodes:
+            if node.op == "output":
+                graph.output((fx.map_arg(node.args[0], lambda a: env[a]), [captured[n] for n in inner.cached]))
+            elif node.op != "placeholder" and node.name in run:
+                env[node] = graph.node_copy(node, lambda a: env[a])
+                if node.name in wanted:
+                    # As in build_full: a later in-place op would overwrite what is stored, so keep a copy then.
+                    mutated = any(u.name in run and _mutates_argument(u, self.module) and u.args and u.args[0] is node
+                                  for u in node.users)
+                    captured[node.name] = graph.call_method("clone", (env[node],)) if mutated else env[node]
+        return fx.GraphModule(self.module, graph, class_name="PartialRefreshPass")
 
     # --- executable graphs -----------------------------------------------------------------------------
 

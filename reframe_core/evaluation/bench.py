@@ -12,7 +12,8 @@ Speed figures are per frame that runs the network (every frame for SS, the extra
 
 * ``time_ms``: the network call, including the policy's decision for cached runs;
 * ``speedup``: uncached median / cached per-frame time, where the cached time is the mix of the median
-  refresh frame and the median hit frame in the proportion the policy chose them. Per-frame times of a
+  refresh frame and the median hit frame (and the median partial refresh, for graded policies) in the
+  proportion the policy chose them. Per-frame times of a
   cached run are bimodal: a plain median reports the hit time alone once more than half the frames hit.
   ``speedup_median`` (plain medians) and ``speedup_total`` (summed times) are reported beside it;
 * ``speedup_step``: the same for the whole workload step (warping, input building, network).
@@ -55,7 +56,9 @@ def default_policies(workload: Workload) -> list[str]:
     screen = ["screen:px=8,holes=0.05", "screen:px=24,holes=0.15", "screen:px=64,holes=0.3"]
     return (["always", "every:2", "every:3", "every:4", "every:8"] + [f"delta:{d:g}" for d in deltas]
             + ["motion", "motion:trans=0.2,rot=8"] + screen + [s + REPROJECT for s in screen]
-            + ["every:4" + REPROJECT, "every:8" + REPROJECT])
+            + ["every:4" + REPROJECT, "every:8" + REPROJECT] + GRADED)
+# Graded refresh (FULL/PARTIAL): a full refresh as rarely as the fastest single-grade entries, partial ones between.
+GRADED = ["every:8/every:2", "screen:px=64,holes=0.3/screen:px=16,holes=0.1"]
 # The product's target (issue 5): mean speedup >= 2x at mean FLIP <= 0.02 vs uncached, no frame above 0.05.
 TARGET = {"speedup": 2.0, "flip_mean": 0.02, "flip_max": 0.05}
 
@@ -74,13 +77,14 @@ def bench_entry(entry: str) -> tuple[str, bool]:
 
 def policy_family(entry: str) -> str:
     """``motion:trans=0.1,rot=4+max-age:8`` -> ``motion+max-age``: the curve a spec belongs to (with
-    ``@reproject`` kept: reprojected caches are their own curve)."""
+    ``@reproject`` kept: reprojected caches are their own curve; graded ``A/B`` keeps both grades' families)."""
     spec, at, _ = entry.partition("@")
-    return "+".join(member.split(":", 1)[0] for member in spec.split("+")) + (REPROJECT if at else "")
+    return "/".join("+".join(member.split(":", 1)[0] for member in grade.split("+"))
+                    for grade in spec.split("/")) + (REPROJECT if at else "")
 
 
 def is_paper_peer(spec: str, workload: Workload) -> bool:
-    if "+" in spec or "@" in spec:  # a composition or a reprojected cache is ours, not the paper's
+    if "+" in spec or "@" in spec or "/" in spec:  # compositions, reprojection and graded refresh are ours
         return False
     name, _, arg = spec.partition(":")
     return name == "every" or (name == "delta" and bool(arg) and float(arg.split(",")[0]) == workload.paper_delta)
@@ -165,7 +169,7 @@ class _Run:
     runner: object
     net_ms: list = field(default_factory=list)
     step_ms: list = field(default_factory=list)
-    refresh: list = field(default_factory=list)
+    grades: list = field(default_factory=list)  # "full", "partial" or "hit" per network frame
     reasons: list = field(default_factory=list)
     frames: list = field(default_factory=list)
     flip_uncached: list = field(default_factory=list)
@@ -228,7 +232,8 @@ def measure_sequence(workload: Workload, seq: FrameSequence, model, policies: li
         previous = frame
     with torch.inference_mode():
         for run in runs[1:]:
-            for refresh in (True, False, True, False):
+            grades = (True, False, "partial", False, True, False) if run.timed._model.graded is not None else (True, False, True, False)
+            for refresh in grades:
                 run.timed._model(*example, refresh=refresh)
     for run in runs:
         run.runner.reset()
@@ -264,7 +269,7 @@ def measure_sequence(workload: Workload, seq: FrameSequence, model, policies: li
                     run.net_ms.append(sum(run.timed.times[calls:]))
                     if run.label != "uncached":
                         decision = run.timed._model.decisions[-1]
-                        run.refresh.append(decision.refresh)
+                        run.grades.append(decision.grade)
                         if first:
                             run.reasons.append(decision.reason)
                     if first:
@@ -304,12 +309,16 @@ def measure_sequence(workload: Workload, seq: FrameSequence, model, policies: li
         cached = run.timed._model
         stats = cached.stats  # pooled over repeats: only its median overhead is used
         n = len(run.frames)
-        refreshes = sum(run.refresh[:n])
+        grades = run.grades[:n]
+        refreshes = sum(g != "hit" for g in grades)
+        partials = sum(g == "partial" for g in grades)
         hit_rate = 1 - refreshes / n
-        refresh_ms = [ms for ms, r in zip(run.net_ms, run.refresh) if r]
-        hit_ms = [ms for ms, r in zip(run.net_ms, run.refresh) if not r]
-        net = speedups(uncached.net_ms, run.net_ms, run.refresh)
-        step = speedups(uncached.step_ms, run.step_ms, run.refresh)
+        by_grade = {g: [ms for ms, r in zip(run.net_ms, run.grades) if r == g] for g in ("full", "partial", "hit")}
+        net = speedups(uncached.net_ms, run.net_ms, run.grades)
+        step = speedups(uncached.step_ms, run.step_ms, run.grades)
+        removed = hit_rate * cached.plan.removed_share
+        if cached.graded is not None:
+            removed += partials / n * (1 - cached.graded.partial_share)
         maps = []
         if maps_dir is not None:
             for value, frame_no, image, reference, error in run.worst:
@@ -320,12 +329,14 @@ def measure_sequence(workload: Workload, seq: FrameSequence, model, policies: li
                 maps.append({"frame": frame_no, "flip": value, "png": str(path)})
         result["policies"].append({
             "policy": run.label, "family": policy_family(run.label), "paper_peer": is_paper_peer(run.label, workload),
-            "network_frames": n, "refreshes": refreshes, "hit_rate": hit_rate,
-            "flops_removed": hit_rate * cached.plan.removed_share, "flops_removed_per_hit": cached.plan.removed_share,
+            "network_frames": n, "refreshes": refreshes, "partial_refreshes": partials, "hit_rate": hit_rate,
+            "flops_removed": removed, "flops_removed_per_hit": cached.plan.removed_share,
+            "graded_cut": cached.graded.describe() if cached.graded is not None else None,
             "policy_overhead_ms": stats.overhead_ms,
             "policy_overhead_share": stats.overhead_ms / base_net if stats.overhead_ms is not None else None,
-            "time_ms": {**_spread(run.net_ms), "refresh_median": statistics.median(refresh_ms) if refresh_ms else None,
-                        "hit_median": statistics.median(hit_ms) if hit_ms else None},
+            "time_ms": {**_spread(run.net_ms),
+                        **{f"{'refresh' if g == 'full' else g}_median": statistics.median(v) if v else None
+                           for g, v in by_grade.items()}},
             "step_ms": _spread(run.step_ms),
             "speedup": net["speedup"],
             "speedup_median": net["speedup_median"],
@@ -334,23 +345,25 @@ def measure_sequence(workload: Workload, seq: FrameSequence, model, policies: li
             "flip_vs_uncached": {"mean": float(np.mean(run.flip_uncached)), "p95": float(np.percentile(run.flip_uncached, 95)),
                                  "max": float(np.max(run.flip_uncached)), "per_frame": [float(v) for v in run.flip_uncached]},
             "vs_truth": {"flip_mean": float(np.mean(run.flip_truth)), "psnr_mean": float(np.mean(run.psnr_truth))},
-            "decisions": [{"frame": f, "refresh": r, "reason": why} for f, r, why in zip(run.frames, run.refresh, run.reasons)],
+            "decisions": [{"frame": f, "refresh": g != "hit", "grade": g, "reason": why}
+                          for f, g, why in zip(run.frames, run.grades, run.reasons)],
             "worst_frames": maps or [{"frame": f, "flip": v} for v, f, *_ in run.worst],
         })
     return result
 
 
-def speedups(uncached_ms: list[float], cached_ms: list[float], refreshed: list[bool]) -> dict:
+def speedups(uncached_ms: list[float], cached_ms: list[float], grades: list) -> dict:
     """Speedup of a cached run over the uncached one, from per-frame times of the same frames.
 
-    ``speedup``: uncached median / (median refresh time and median hit time mixed in the proportion the
-    policy chose them); per-frame times of a cached run are bimodal, so a plain median would report the hit
-    time alone once more than half the frames hit. ``speedup_median`` (plain medians) and ``speedup_total``
-    (summed times) are the other two readings.
+    ``grades``: per frame ``"full"``, ``"partial"`` or ``"hit"`` (or True/False: refreshed or not).
+    ``speedup``: uncached median / (the median time of each grade mixed in the proportion the policy chose
+    them); per-frame times of a cached run are multimodal, so a plain median would report the hit time alone
+    once more than half the frames hit. ``speedup_median`` (plain medians) and ``speedup_total`` (summed
+    times) are the other two readings.
     """
-    refresh = [ms for ms, r in zip(cached_ms, refreshed) if r]
-    hit = [ms for ms, r in zip(cached_ms, refreshed) if not r]
-    mixed = sum(statistics.median(v) * len(v) for v in (refresh, hit) if v) / (len(refresh) + len(hit))
+    grades = ["full" if g is True else "hit" if g is False else g for g in grades]
+    groups = [[ms for ms, g in zip(cached_ms, grades) if g == grade] for grade in ("full", "partial", "hit")]
+    mixed = sum(statistics.median(v) * len(v) for v in groups if v) / sum(len(v) for v in groups)
     base = statistics.median(uncached_ms)
     return {"speedup": base / mixed, "speedup_median": base / statistics.median(cached_ms),
             "speedup_total": sum(uncached_ms) / sum(cached_ms)}

@@ -2,6 +2,7 @@
 
 Spec grammar: ``MEMBER[+MEMBER...]``, each member ``name[:arg,...]`` where an arg is a value or
 ``key=value``. Examples: ``always``, ``every:4``, ``delta:0.1``, ``motion:rot=3``, ``delta:0.1+max-age:8``.
+Two such specs joined by ``/`` make a graded refresh (``FULL/PARTIAL``, :mod:`reframe_core.policies.graded`).
 A new policy is one file plus one line in ``POLICIES``.
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ from reframe_core.policies.always import AlwaysRefresh
 from reframe_core.policies.base import AnyOf, FrameContext, PolicySpecError, RefreshPolicy
 from reframe_core.policies.delta import DeltaInput, smape
 from reframe_core.policies.every import EveryN
+from reframe_core.policies.graded import GradedRefresh
 from reframe_core.policies.max_age import MaxAge
 from reframe_core.policies.motion import CameraMotion
 from reframe_core.policies.screen import ScreenMotion
@@ -23,6 +25,7 @@ def policy_forms() -> str:
     """The valid spec forms, one per line (used in error messages and --help)."""
     lines = [f"  {cls.usage:<62} {cls.summary}" for cls in POLICIES.values()]
     lines.append(f"  {AnyOf.usage:<62} {AnyOf.summary}")
+    lines.append(f"  {GradedRefresh.usage:<62} {GradedRefresh.summary}")
     return "\n".join(lines)
 
 
@@ -55,6 +58,14 @@ def parse_policy(spec: str | RefreshPolicy) -> RefreshPolicy:
         return spec
     if not isinstance(spec, str) or not spec.strip():
         raise PolicySpecError(f"a policy spec must be a non-empty string, got {spec!r}. Valid forms:\n{policy_forms()}")
+    grades = spec.split("/")
+    if len(grades) > 2:
+        raise PolicySpecError(f"graded policy {spec!r} has {len(grades)} grades; write FULL/PARTIAL (two specs). "
+                              f"Valid forms:\n{policy_forms()}")
+    if len(grades) == 2:
+        if not all(g.strip() for g in grades):
+            raise PolicySpecError(f"graded policy {spec!r} needs a spec on each side of '/', e.g. every:8/every:2")
+        return GradedRefresh(parse_policy(grades[0]), parse_policy(grades[1]))
     members = [_parse_member(part) for part in spec.split("+")]
     return members[0] if len(members) == 1 else AnyOf(members)
 
@@ -78,6 +89,6 @@ def split_policy_list(text: str) -> list[str]:
 
 
 __all__ = [
-    "AlwaysRefresh", "AnyOf", "CameraMotion", "DeltaInput", "EveryN", "FrameContext", "MaxAge",
+    "AlwaysRefresh", "AnyOf", "CameraMotion", "DeltaInput", "EveryN", "FrameContext", "GradedRefresh", "MaxAge",
     "POLICIES", "PolicySpecError", "RefreshPolicy", "ScreenMotion", "parse_policy", "policy_forms", "smape", "split_policy_list",
 ]
