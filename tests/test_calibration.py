@@ -50,7 +50,7 @@ def test_calibrate_stores_the_fastest_measured_setting_and_render_uses_it(tiny_d
         found = re.match(r"(\S+)( \+reproject)?\s+([\d.]+)x\s+\d+%\s+([\d.]+)\s+([\d.]+)$", line)
         if found:
             rows.append((float(found[3]), float(found[4]), float(found[5]), found[1], bool(found[2])))
-    assert len(rows) == 20
+    assert len(rows) == 22
     fitting = [r for r in rows if r[1] <= 0.01 and r[2] <= 0.025]
     fastest = max(fitting, key=lambda r: (r[0], -r[1]))  # ties (2 decimals) to the lower FLIP, as choose does
     stored = json.loads((tmp_path / "out/calibration/slow_pan.reframe-calibration.json").read_text())["workloads"]["ss"]
