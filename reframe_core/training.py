@@ -8,6 +8,7 @@ What is trained on what (network, sequences, batches, loss, model-card fields) i
 """
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -46,6 +47,8 @@ class TrainConfig:
     stop_after: int | None = None  # steps to run in this invocation (then checkpoint and stop); None: all
     held_out: list[str] = field(default_factory=list)  # recorded in the model card
     loss: str = "log1p"  # "log1p": L1 of log(1 + colour); "tonemap": L1 after the metrics' display tonemap
+    frames: str = ""  # "A-B": train on these frames of each dataset only (per-shot fine-tuning); "": all
+    init: str = ""  # start from these weights ("shipped": the workload's shipped file; or a path); "": from scratch
 
 
 LOSSES = ("log1p", "tonemap", "tonemap-grad")
@@ -80,6 +83,26 @@ def _checkpoint_path(config: TrainConfig) -> Path:
     return Path(config.out).with_suffix(".ckpt")
 
 
+def _initial_weights(workload, config: TrainConfig, arch_config: dict) -> tuple[dict, torch.nn.Module, dict]:
+    """The network of ``config.init`` (fine-tuning): it must be the architecture this command would build."""
+    from reframe_core.weights import load_network, shipped
+
+    path = shipped(workload.weights_name(config.scale)) if config.init == "shipped" else Path(config.init)
+    model, payload = load_network(path, expected_arch=workload.arch)
+    stored = dict(payload.get("config", {}))
+    # Both configurations in full: a key one side leaves out has the constructor's default.
+    defaults = {name: p.default for name, p in inspect.signature(type(model).__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    mine, theirs = {**defaults, **arch_config}, {**defaults, **stored}
+    differing = {k: (mine.get(k), theirs.get(k)) for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)}
+    if differing:
+        said = ", ".join(f"{k} {mine!r} here, {theirs!r} in {path.name}" for k, (mine, theirs) in differing.items())
+        raise SettingsError(f"--init {config.init}: {path} is another network configuration ({said}); pass the options "
+                            "that match it (--design, --width, --fe-inputs, --fe-residual) or drop --init")
+    card = payload.get("card") or {}
+    return stored, model.train(), {"file": str(path), "steps": card.get("steps"), "train_data": card.get("train_data")}
+
+
 def train(config: TrainConfig, show_progress: bool = True) -> dict:
     """Train (resuming if a checkpoint of the same config exists) and write the weights to ``config.out``."""
     from tqdm import tqdm
@@ -92,6 +115,9 @@ def train(config: TrainConfig, show_progress: bool = True) -> dict:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(config.seed)
     arch_config, model = workload.training_network(config)
+    init_card = None
+    if config.init:
+        arch_config, model, init_card = _initial_weights(workload, config, arch_config)
     model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=config.lr * 0.05)
@@ -107,8 +133,12 @@ def train(config: TrainConfig, show_progress: bool = True) -> dict:
         state = torch.load(ckpt, map_location=device, weights_only=True)
         # Settings added after a checkpoint was written take their defaults (which is what that run used).
         defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
-        if {**defaults, **state["config"], "stop_after": None} != {**asdict(config), "stop_after": None}:
-            raise SettingsError(f"{ckpt} was written by another training configuration; delete it or use another --out")
+        before, now = {**defaults, **state["config"], "stop_after": None}, {**asdict(config), "stop_after": None}
+        if before != now:
+            changed = ", ".join(f"{k} {before.get(k)!r} then, {now.get(k)!r} now" for k in sorted(set(before) | set(now))
+                                if before.get(k) != now.get(k))
+            raise SettingsError(f"{ckpt} was written by another training configuration ({changed}); run the same "
+                                "command again to continue it, or delete it or use another --out to start anew")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -153,7 +183,8 @@ def train(config: TrainConfig, show_progress: bool = True) -> dict:
     card = {"workload": config.workload, **workload.card_fields(config), "steps": config.steps, "batch": config.batch,
             "sequence": config.sequence, "crop": config.crop, "seed": config.seed, "loss": config.loss, "lr": config.lr,
             "train_data": [Path(d).name for d in config.data], "held_out": config.held_out,
-            "train_frames": frames, "final_loss_ema": running, "device": device,
+            "train_frames": frames, "frames": config.frames or "all", "init": init_card,
+            "final_loss_ema": running, "device": device,
             "seconds_this_run": round(time.perf_counter() - started, 1)}
     save_weights(config.out, workload.arch, arch_config, model.cpu().eval(), card)
     return card

@@ -153,3 +153,52 @@ def test_bench_speedup_mixes_the_median_of_each_grade():
     # The two-grade form (refreshed or not) reads the same as full/hit.
     assert bench.speedups([10] * 4, [10, 2, 2, 2], [True, False, False, False]) == \
         bench.speedups([10] * 4, [10, 2, 2, 2], ["full", "hit", "hit", "hit"])
+
+
+def test_the_cache_says_when_it_reads_the_depth():
+    """Workloads build the depth tensor only when the cache reads it: reprojection, or a screen policy anywhere
+    in the spec."""
+    model = get_network("unet").build().eval()
+    x = torch.rand(1, 3, 32, 32)
+    cached = cache_model(model, (x,), policy="every:4")
+    assert not cached.needs_depth
+    assert cached.with_policy("every:4", reproject=True).needs_depth
+    assert cached.with_policy("motion+screen:px=8").needs_depth
+    assert cached.with_policy("every:8/screen:px=8").needs_depth
+    assert not cached.with_policy("every:8/every:2").needs_depth
+
+
+class _SharedCut(nn.Module):
+    """A value both caches keep (``interpolate``, up-sampled deep features) that the hit path changes in place."""
+
+    def __init__(self):
+        super().__init__()
+        self.c0, self.ca, self.cb = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.cc, self.f, self.head = nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(12, 3, 1)
+
+    def forward(self, x):
+        p = torch.nn.functional.avg_pool2d(self.c0(x), 2)
+        ua = torch.nn.functional.interpolate(self.ca(p), scale_factor=2.0)
+        ub = self.cc(torch.nn.functional.interpolate(self.cb(p), scale_factor=2.0))
+        h = torch.nn.functional.leaky_relu(ua, 0.1, inplace=True)
+        return self.head(torch.cat([h, ub, self.f(x)], 1))
+
+
+def test_a_value_both_cuts_keep_is_passed_on_untouched_by_in_place_ops():
+    torch.manual_seed(0)
+    model, x = _SharedCut().eval(), torch.rand(1, 3, 16, 16)
+    cached = cache_model(model, (x,), cut=["interpolate", "cc"], policy="every:8/every:2",
+                         graded_cut=["interpolate", "interpolate_1"])
+    with torch.inference_mode():
+        expected = model(x.clone())
+    cached(x, refresh=True)
+    cached(x, refresh="partial")  # the same frame: the partial and the hit after it are the full output
+    torch.testing.assert_close(cached(x, refresh=False), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_deeper_cut_must_lie_under_the_cache():
+    entry = get_network("ss")
+    model = entry.build().eval()
+    inputs = entry.example_inputs(32, 32)
+    with pytest.raises(CutError, match="which every hit recomputes"):
+        cache_model(model, inputs, policy="every:8/every:2", graded_cut="fast")  # the branch a hit runs

@@ -1,5 +1,6 @@
 """Training (deterministic, resumable), weights files and their errors, and the quality evaluation."""
 import json
+import re
 
 import pytest
 import torch
@@ -139,3 +140,28 @@ def test_cache_in_the_loop_trains_on_what_a_cache_hit_computes():
     uncached = get_workload("ss").training_loss(net, {k: v for k, v in batch.items() if k != "reuse"}, "cpu")
     assert float(uncached) != pytest.approx(expected, rel=1e-3)  # the reuse is what makes them equal
     assert net.slow.__class__.__name__ == "Sequential"  # the slow branch is put back
+
+
+def test_fine_tuning_starts_from_the_shipped_weights_on_the_chosen_frames(tiny_dataset, tmp_path, capsys):
+    from reframe_core.weights import shipped
+
+    # Adam moves every weight by about lr per step whatever the gradient: at lr 1e-9 the result is the start.
+    tuned = tmp_path / "tuned.pt"
+    assert _train(tiny_dataset, tuned, 2, "--init", "shipped", "--frames", "3-5", "--lr", "1e-9") == 0
+    start, _ = load_network(shipped("ss_x2"), "ss")
+    model, payload = load_network(tuned, "ss")
+    for (name, x), (_, y) in zip(start.state_dict().items(), model.state_dict().items()):
+        torch.testing.assert_close(y, x, rtol=0, atol=1e-6, msg=name)
+    card = payload["card"]
+    assert card["train_frames"] == 3 and card["frames"] == "3-5"  # of the six frames 3-8
+    assert card["init"]["file"].endswith("ss_x2.pt") and card["init"]["steps"] == 4000
+    # Another configuration than the shipped one is refused with what differs; frames the data lacks too.
+    capsys.readouterr()
+    assert _train(tiny_dataset, tmp_path / "v3.pt", 1, "--init", "shipped", "--design", "v3") == 2
+    assert "design 'v3' here, 'v2' in ss_x2.pt" in capsys.readouterr().err
+    assert _train(tiny_dataset, tmp_path / "none.pt", 1, "--frames", "20-30") == 2
+    assert re.search(r"has no frame in 20-30 .*\(it has 3-8\)", capsys.readouterr().err)
+    # eval --frames scores the rest of the shot only.
+    report_path = tmp_path / "q.json"
+    assert main(["eval", "--data", str(tiny_dataset), "--weights", str(tuned), "--frames", "6-8", "--json", str(report_path)]) == 0
+    assert json.loads(report_path.read_text())["reports"][0]["frames"] == 3

@@ -177,6 +177,7 @@ class CachedModel(nn.Module):
         self.graded_cut = graded_cut
         # Passes of graded refresh per deeper cut, built on first need and shared by with_policy twins.
         self._graded_passes: dict = {}
+        self._compile_options: dict | None = None  # set by compile(): graded passes built later are compiled too
         self.graded: GradedPlan | None = None
         self._reference: CameraHints | None = None  # the camera of the refresh the cache holds
         self._cached: list | None = None
@@ -197,14 +198,15 @@ class CachedModel(nn.Module):
             raise SettingsError(f"graded policy {self.policy.spec!r} needs a traced network (torch.fx): this cache "
                                 "uses the model's own reframe_deep/reframe_shallow cut, which has one depth. "
                                 "Use a single-grade policy (no '/')")
-        key = self.graded_cut or "auto"
+        cut = self.graded_cut
+        key = "auto" if cut is None else (cut if isinstance(cut, str) else tuple(cut))
         if key not in self._graded_passes:
-            graded = (self._analysis.auto_graded(self.plan) if self.graded_cut is None
-                      else self._analysis.graded(self.plan, self.graded_cut))
+            graded = self._analysis.auto_graded(self.plan) if cut is None else self._analysis.graded(self.plan, cut)
             order = list(self.plan.cached) + [n for n in graded.stored if n not in self.plan.cached]
-            self._graded_passes[key] = (graded, self._analysis.build_full_graded(self.plan, graded),
-                                        self._analysis.build_partial(self.plan, graded),
-                                        [order.index(n) for n in graded.stored])
+            full, partial = self._analysis.build_full_graded(self.plan, graded), self._analysis.build_partial(self.plan, graded)
+            if self._compile_options is not None:
+                full, partial = torch.compile(full, **self._compile_options), torch.compile(partial, **self._compile_options)
+            self._graded_passes[key] = (graded, full, partial, [order.index(n) for n in graded.stored])
         self.graded, self._full_graded, self._partial, self._stored_index = self._graded_passes[key]
 
     # --- state -----------------------------------------------------------------------------------------
@@ -240,13 +242,21 @@ class CachedModel(nn.Module):
         twin.reset()
         return twin
 
+    @property
+    def needs_depth(self) -> bool:
+        """Whether a call's ``depth`` is read (reprojection, or a policy that measures with it): callers skip
+        building it otherwise."""
+        return self.reproject or (self.policy is not None and self.policy.reads_depth)
+
     def compile(self, **options) -> "CachedModel":
         """``torch.compile`` the refresh and hit passes separately (each is a fixed graph), in place."""
         self._full = torch.compile(self._full, **options)
         self._hit = torch.compile(self._hit, **options)
+        self._compile_options = dict(options)
+        for key, (graded, full, partial, index) in list(self._graded_passes.items()):  # shared with the twins
+            self._graded_passes[key] = (graded, torch.compile(full, **options), torch.compile(partial, **options), index)
         if self.graded is not None:
-            self._full_graded = torch.compile(self._full_graded, **options)
-            self._partial = torch.compile(self._partial, **options)
+            self._setup_grades()
         return self
 
     @property

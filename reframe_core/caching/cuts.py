@@ -274,8 +274,9 @@ class GraphAnalysis:
                            f"(valid: {', '.join(f'level:{k}' for k in range(max(len(levels) - 1, 0))) or 'none'})")
         threshold = levels[level]
         stops: set[str] = set()
-        # Values computed from the inputs by FLOP-free ops alone (a per-frame jitter offset and the sampling
+        # Tensors computed from the inputs by FLOP-free ops alone (a per-frame jitter offset and the sampling
         # grids built from it) are small but current: never stored, always recomputed (they cost nothing).
+        # Shapes and sizes read on the way (non-tensor values) do not make a tensor expensive.
         cheap: set[str] = set()
         for node in self.module.graph.nodes:
             if node.op in ("placeholder", "get_attr"):
@@ -284,10 +285,9 @@ class GraphAnalysis:
             if node.op == "output":
                 continue
             info = self.info.get(node.name)
-            if info is not None and info.shape is None:
-                cheap.add(node.name)  # a shape, size or number: metadata, read again from whatever it comes from
-                continue
-            if info is not None and info.flops == 0 and all(a.name in cheap for a in node.all_input_nodes):
+            metadata = lambda a: self.info.get(a.name) is not None and self.info[a.name].shape is None  # noqa: E731
+            if (info is not None and info.shape is not None and info.flops == 0
+                    and all(a.name in cheap or metadata(a) for a in node.all_input_nodes)):
                 cheap.add(node.name)
                 continue
             res = info.resolution if info is not None else None
@@ -395,6 +395,11 @@ class GraphAnalysis:
         if not stored or set(stored) == set(inner.cached):
             raise CutError(f"cut {deeper!r} is not deeper than {inner.name!r}: it stores the same values, so a "
                            "partial refresh would be a hit; name a deeper one (level:K with a larger K)")
+        on_hit_path = sorted(set(stored) & inner.hit_nodes)
+        if on_hit_path:
+            raise CutError(f"cut {deeper!r} is not under {inner.name!r}: it would store {', '.join(self.label(n) for n in on_hit_path)}, "
+                           "which every hit recomputes from the current inputs, so a partial refresh would reuse them "
+                           "stale; name a cut inside what the cache stores (level:K)")
         if partial_flops >= self.total_flops or partial_flops <= inner.hit_flops:
             raise CutError(f"cut {deeper!r} saves nothing as a partial refresh under {inner.name!r} "
                            f"({partial_flops} of {self.total_flops} FLOPs; a hit runs {inner.hit_flops})")
@@ -436,17 +441,19 @@ class GraphAnalysis:
         for node in self.module.graph.nodes:
             if node.op == "placeholder":
                 env[node] = graph.node_copy(node, lambda a: env[a])
+        stored_values = []
         for index, name in enumerate(graded.stored):
             source = self._nodes[name]
             value = graph.placeholder(f"stored_{index}")
+            stored_values.append(value)
             mutated = any(u.name in run and _mutates_argument(u, self.module) and u.args and u.args[0] is source
                           for u in source.users)
             env[source] = graph.call_method("clone", (value,)) if mutated else value
         wanted = set(inner.cached)
         captured: dict[str, fx.Node] = {}
-        for name in inner.cached:
-            if name in graded.stored:  # stored by the full refresh, unchanged by a partial one
-                captured[name] = env[self._nodes[name]]
+        for index, name in enumerate(graded.stored):
+            if name in wanted:  # stored by the full refresh and passed on as it is (not the copy in-place ops may change)
+                captured[name] = stored_values[index]
         for node in self.module.graph.nodes:
             if node.op == "output":
                 graph.output((fx.map_arg(node.args[0], lambda a: env[a]), [captured[n] for n in inner.cached]))

@@ -60,7 +60,10 @@ def _evaluate(args) -> int:
     if len(cheap) != len(roots):
         raise SettingsError(f"--cheap-data names {len(cheap)} datasets for {len(roots)} in --data: give one per --data "
                             "dataset, in the same order")
-    reports = [workload.evaluate(model, root, args.scale, cheap_root=c) for root, c in zip(roots, cheap)]
+    from reframe_core.frames.ranges import parse_frames
+
+    frames = parse_frames(args.frames) if args.frames else None
+    reports = [workload.evaluate(model, root, args.scale, cheap_root=c, frames=frames) for root, c in zip(roots, cheap)]
     print(workload.format_evaluation(reports))
     if args.json:
         Path(args.json).write_text(json.dumps({"workload": args.workload, "weights": str(args.weights or workload.weights_name(args.scale)),
@@ -292,6 +295,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--weights", help="weights file (default: the shipped one for --scale)")
     evaluate.add_argument("--scale", type=float, default=2.0)
     evaluate.add_argument("--policy", help="run through the cache with this policy (default: uncached)")
+    evaluate.add_argument("--frames", help="A-B: evaluate these frames of each dataset only (default: all)")
     evaluate.add_argument("--json", help="also write the figures as JSON")
     evaluate.set_defaults(run=_evaluate)
 

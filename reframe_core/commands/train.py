@@ -13,7 +13,8 @@ def _train(args) -> int:
                          scale=args.scale, held_out=args.held_out.split(",") if args.held_out else [],
                          stop_after=args.stop_after, loss=args.loss, design=args.design, cache_in_loop=args.cache_in_loop,
                          resolve_kernel=args.resolve_kernel,
-                         width=args.width, fe_inputs=args.fe_inputs, fe_residual=args.fe_residual)
+                         width=args.width, fe_inputs=args.fe_inputs, fe_residual=args.fe_residual,
+                         frames=args.frames or "", init=args.init or "")
     card = train(config, show_progress=not args.quiet)
     if "stopped_at" in card:
         print(f"stopped at step {card['stopped_at']} of {card['steps']} (checkpoint {Path(args.out).with_suffix('.ckpt')}); "
@@ -57,5 +58,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--loss", choices=["log1p", "tonemap", "tonemap-grad"], default="log1p",
                        help="L1 of log(1 + colour); L1 after the display tonemap FLIP is computed in; the same plus L1 of its pixel differences")
     train.add_argument("--stop-after", type=int, help="run at most this many steps now, then checkpoint and stop")
+    train.add_argument("--frames", help="A-B: train on these frames of each dataset only (e.g. the first part of a "
+                                        "shot, keeping the rest to evaluate with 'eval --frames')")
+    train.add_argument("--init", metavar="shipped|FILE",
+                       help="start from these weights instead of from scratch: 'shipped' (the workload's shipped "
+                            "weights for --scale) or a weights file; per-shot fine-tuning")
     train.add_argument("--quiet", action="store_true")
     train.set_defaults(run=_train)

@@ -361,7 +361,10 @@ def speedups(uncached_ms: list[float], cached_ms: list[float], grades: list) -> 
     once more than half the frames hit. ``speedup_median`` (plain medians) and ``speedup_total`` (summed
     times) are the other two readings.
     """
-    grades = ["full" if g is True else "hit" if g is False else g for g in grades]
+    grades = [g if isinstance(g, str) else ("full" if bool(g) else "hit") for g in grades]
+    unknown = sorted({g for g in grades if g not in ("full", "partial", "hit")})
+    if unknown:
+        raise SettingsError(f"unknown frame grades {unknown}: each frame is 'full', 'partial' or 'hit' (or True/False)")
     groups = [[ms for ms, g in zip(cached_ms, grades) if g == grade] for grade in ("full", "partial", "hit")]
     mixed = sum(statistics.median(v) * len(v) for v in groups if v) / sum(len(v) for v in groups)
     base = statistics.median(uncached_ms)

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from reframe_core.errors import MissingInputError
+from reframe_core.errors import MissingInputError, SettingsError
 from reframe_core.frames.buffers import CameraData, FrameBuffers, read_buffers_exr
 
 SCHEMA_VERSION = 1
@@ -55,11 +55,27 @@ class Dataset:
                                 jitter=entry["jitter"], has_vector_pass=entry["has_vector_pass"])
 
 
-def runs_between_cuts(data: Dataset, scale: float, make_item) -> list[list]:
-    """``make_item(buffers, frame)`` for every frame at ``scale``, split into runs at camera cuts."""
+def selected_frames(data: Dataset, scale: float, frames=None) -> list[int]:
+    """The dataset's frames at ``scale``, or those of them in ``frames`` (a range or list); an error naming what
+    the dataset has when none is left."""
+    have = data.frames(scale)
+    if frames is None:
+        return have
+    wanted = set(frames)
+    chosen = [f for f in have if f in wanted]
+    if not chosen:
+        span = f"{have[0]}-{have[-1]}" if have else "none"
+        raise SettingsError(f"{data.root} has no frame in {min(wanted)}-{max(wanted)} at scale {scale:g} (it has {span}); "
+                            "choose --frames within that range")
+    return chosen
+
+
+def runs_between_cuts(data: Dataset, scale: float, make_item, frames=None) -> list[list]:
+    """``make_item(buffers, frame)`` for every frame at ``scale`` (or those in ``frames``), split into runs at
+    camera cuts."""
     runs: list[list] = []
     previous = None
-    for frame in data.frames(scale):
+    for frame in selected_frames(data, scale, frames):
         buffers = data.load(frame, scale)
         if buffers.camera.hints(previous.camera if previous else None).cut or not runs:
             runs.append([])

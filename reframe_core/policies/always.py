@@ -9,6 +9,7 @@ class AlwaysRefresh(RefreshPolicy):
     name = "always"
     usage = "always"
     summary = "refresh every frame (baseline: identical to the uncached network)"
+    reads_depth = False
 
     @classmethod
     def from_spec(cls, positional, options):

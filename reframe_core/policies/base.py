@@ -44,6 +44,9 @@ class RefreshPolicy(ABC):
     name: str = ""
     usage: str = ""
     summary: str = ""
+    # Whether check() looks at ctx.depth: callers build the depth only for policies that read it. True unless a
+    # policy says otherwise, so that a new policy reading the depth gets it.
+    reads_depth: bool = True
 
     @classmethod
     @abstractmethod
@@ -80,6 +83,7 @@ class AnyOf(RefreshPolicy):
         if len(members) < 2:
             raise SettingsError("AnyOf needs at least two member policies")
         self.members = list(members)
+        self.reads_depth = any(m.reads_depth for m in self.members)
 
     @classmethod
     def from_spec(cls, positional, options):  # pragma: no cover - built by the parser, not from a keyword

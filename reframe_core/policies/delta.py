@@ -26,6 +26,7 @@ class DeltaInput(RefreshPolicy):
     name = "delta"
     usage = "delta:T[,input=I]   (T > 0 SMAPE threshold; I: which input tensor, default 0)"
     summary = "refresh when SMAPE(input, input at last refresh) > T"
+    reads_depth = False
 
     def __init__(self, threshold: float, input_index: int = 0):
         if not threshold > 0:

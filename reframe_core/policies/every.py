@@ -9,6 +9,7 @@ class EveryN(RefreshPolicy):
     name = "every"
     usage = "every:N   (N >= 1 integer)"
     summary = "refresh when frame_index % N == 0 (frame_index counts from the last reset)"
+    reads_depth = False
 
     def __init__(self, n: int):
         if int(n) != n or n < 1:

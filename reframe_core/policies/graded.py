@@ -25,6 +25,7 @@ class GradedRefresh(RefreshPolicy):
         if isinstance(full, GradedRefresh) or isinstance(partial, GradedRefresh):
             raise SettingsError("a graded policy has exactly two grades (FULL/PARTIAL), not more")
         self.full, self.partial = full, partial
+        self.reads_depth = full.reads_depth or partial.reads_depth
         self._since_any = 0  # frames since the last refresh of either grade
 
     @classmethod

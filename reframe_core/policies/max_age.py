@@ -9,6 +9,7 @@ class MaxAge(RefreshPolicy):
     name = "max-age"
     usage = "max-age:K   (K >= 1 integer: at most K-1 hits in a row)"
     summary = "refresh when the cache is K frames old"
+    reads_depth = False
 
     def __init__(self, k: int):
         if int(k) != k or k < 1:

@@ -18,6 +18,7 @@ class CameraMotion(RefreshPolicy):
     name = "motion"
     usage = "motion[:trans=F,rot=DEG,fov=DEG]   (defaults trans=0.05 of scene depth, rot=2, fov=1)"
     summary = "refresh when the camera moved/turned/zoomed more than the limits since the last refresh"
+    reads_depth = False
 
     def __init__(self, trans: float = DEFAULTS["trans"], rot: float = DEFAULTS["rot"], fov: float = DEFAULTS["fov"]):
         for key, value in (("trans", trans), ("rot", rot), ("fov", fov)):

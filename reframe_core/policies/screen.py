@@ -47,6 +47,7 @@ class ScreenMotion(RefreshPolicy):
     name = "screen"
     usage = "screen[:px=P,holes=F]   (defaults px=4 output pixels of mean motion, holes=0.03 of the frame unseen)"
     summary = "refresh when the image moved more than P pixels on average, or more than F of it was unseen, since the last refresh"
+    reads_depth = True  # (the default, said here because it is the point)
 
     def __init__(self, px: float = DEFAULTS["px"], holes: float = DEFAULTS["holes"]):
         if not px > 0:

@@ -204,7 +204,8 @@ class Extrapolator:
                 if hasattr(self.model, "plan"):
                     # The depth is not padded like the inputs: a cached map padded by a few pixels is warped
                     # with the grid stretched over the padding (sizes that are multiples of 8 need none).
-                    signal = self.model(*inputs, hints=call_hints, depth=depth_tensor(frame).to(device))
+                    depth = depth_tensor(frame).to(device) if getattr(self.model, "needs_depth", True) else None
+                    signal = self.model(*inputs, hints=call_hints, depth=depth)
                 else:
                     signal = self.model(*inputs)
                 signal = signal[..., :motion.shape[-2], :motion.shape[-1]].float().clamp(min=0)
@@ -218,7 +219,7 @@ class Extrapolator:
                           decision.reason if decision else "uncached")
 
 
-def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None = None) -> dict:
+def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None = None, frames=None) -> dict:
     """Every k-th frame rendered, the rest extrapolated by ``model``; extrapolated frames are compared with
     their native render, against plain reprojection (the last rendered frame warped by motion).
 
@@ -227,12 +228,13 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
     they would in Blender, instead of from the full render's (anti-aliased) passes.
     """
     from reframe_core.evaluation.metrics import flip, psnr, summarize, tonemap_ldr
-    from reframe_core.frames.dataset import Dataset
+    from reframe_core.frames.dataset import Dataset, selected_frames
 
     data = Dataset.open(root)
+    chosen = selected_frames(data, 1.0, frames)  # ``frames``: only these (a range); the first is rendered in full
     cheap = Dataset.open(cheap_root) if cheap_root else None
     if cheap is not None:
-        missing = sorted(set(data.frames(1.0)) - set(cheap.frames(1.0)))
+        missing = sorted(set(chosen) - set(cheap.frames(1.0)))
         if missing:
             raise SettingsError(f"cheap-pass dataset {cheap_root} lacks frames {missing[0]}..{missing[-1]} of {root}; "
                              f"render them with reframe-blender dataset --cheap --frames A-B --out {cheap_root}")
@@ -240,7 +242,7 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
     rows = {"network": [], "reprojection": []}
     previous = None
     last_full = None
-    for frame in data.frames(1.0):
+    for frame in chosen:
         fb = data.load(frame, 1.0)
         hints = fb.hints(previous)
         given = fb if cheap is None or runner.is_full_frame(hints) else cheap.load(frame, 1.0)
@@ -315,8 +317,8 @@ class ExtrapolationWorkload(Workload):
         shadows or raytracing), a real picture of this frame that needs no history."""
         return np.asarray(frame.color, np.float32)
 
-    def evaluate(self, model, root, scale: float = 1.0, cheap_root=None, **options) -> dict:
-        return evaluate_extrapolation(model, root, self.k, cheap_root)
+    def evaluate(self, model, root, scale: float = 1.0, cheap_root=None, frames=None, **options) -> dict:
+        return evaluate_extrapolation(model, root, self.k, cheap_root, frames)
 
     def format_evaluation(self, reports: list[dict]) -> str:
         lines = [f"{'dataset':<22} {'G-buffers':<28} {'extrapolated':>12} {'FLIP net':>9} {'FLIP reproj':>11} "
@@ -343,12 +345,14 @@ class ExtrapolationWorkload(Workload):
     def training_sequences(self, roots, config) -> list[list[_TrainingFrame]]:
         """Every dataset's scale-1 frames, split into runs at camera cuts."""
         from reframe_core.frames.dataset import Dataset, runs_between_cuts
+        from reframe_core.frames.ranges import parse_frames
 
         def item(fb, frame):
             return _TrainingFrame(to_tensor(fb.color)[0], to_tensor(fb.motion_prev)[0], to_tensor(fb.motion_next)[0],
                                   feature_tensor(fb)[0])
 
-        return [run for root in roots for run in runs_between_cuts(Dataset.open(root), 1.0, item)]
+        frames = parse_frames(config.frames) if config.frames else None
+        return [run for root in roots for run in runs_between_cuts(Dataset.open(root), 1.0, item, frames=frames)]
 
     def training_batch(self, sequences, config, generator) -> dict:
         """Windows of 4 frames (t-3 .. t) and a crop, as (T, B, C, H, W) tensors."""

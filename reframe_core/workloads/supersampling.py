@@ -94,7 +94,8 @@ class Supersampler:
         inputs = self.placement.inputs(ss_inputs(low, history, self.size))
         with torch.inference_mode():
             if hasattr(self.model, "plan"):  # a CachedModel: the policy decides (the depth: screen policy, reprojection)
-                out = self.model(*inputs, hints=hints, depth=depth_tensor(low).to(device))
+                depth = depth_tensor(low).to(device) if getattr(self.model, "needs_depth", True) else None
+                out = self.model(*inputs, hints=hints, depth=depth)
                 decision = self.model.decisions[-1]
                 refreshed, reason = decision.refresh, decision.reason
             else:
@@ -104,16 +105,16 @@ class Supersampler:
         return StepResult(to_image(out), True, refreshed, reason)
 
 
-def evaluate_supersampling(model, root: str, scale: float = 2.0) -> dict:
+def evaluate_supersampling(model, root: str, scale: float = 2.0, frames=None) -> dict:
     """Run ``model`` (a SupersamplingNet or a CachedModel of one) over a dataset; the network's display-resolution
     output and the bicubic up-sampling of the same jittered low-res frame, both against the native scale-1 render:
-    FLIP (LDR), PSNR of the tonemapped images and temporal instability."""
+    FLIP (LDR), PSNR of the tonemapped images and temporal instability. ``frames``: only these (a range)."""
     from reframe_core.evaluation.metrics import flip, psnr, summarize, tonemap_ldr
     from reframe_core.evaluation.quality import temporal_instability
-    from reframe_core.frames.dataset import Dataset
+    from reframe_core.frames.dataset import Dataset, selected_frames
 
     data = Dataset.open(root)
-    frames = data.frames(scale)
+    frames = selected_frames(data, scale, frames)
     per_method = {"network": [], "bicubic": []}
     truth_tm, motions = [], []
     runner = None
@@ -195,8 +196,8 @@ class SupersamplingWorkload(Workload):
         jitter = torch.from_numpy(np.asarray(frame.jitter, np.float32))[None]
         return to_image(bicubic_upscale(to_tensor(frame.color), tuple(display_size), jitter))
 
-    def evaluate(self, model, root, scale: float = 2.0, **options) -> dict:
-        return evaluate_supersampling(model, root, scale)
+    def evaluate(self, model, root, scale: float = 2.0, frames=None, **options) -> dict:
+        return evaluate_supersampling(model, root, scale, frames)
 
     def format_evaluation(self, reports: list[dict]) -> str:
         lines = [f"{'dataset':<22} {'frames':>6} {'FLIP net':>9} {'FLIP bicubic':>12} {'reduction':>9} {'PSNR net':>9} "
@@ -220,6 +221,7 @@ class SupersamplingWorkload(Workload):
 
     def training_sequences(self, roots, config) -> list[list[_TrainingFrame]]:
         from reframe_core.frames.dataset import Dataset, runs_between_cuts
+        from reframe_core.frames.ranges import parse_frames
 
         scale = config.scale
         sequences: list[list[_TrainingFrame]] = []
@@ -233,7 +235,7 @@ class SupersamplingWorkload(Workload):
                 return _TrainingFrame(to_tensor(low.color)[0], to_tensor(gbuffer(low))[0], torch.tensor(low.jitter),
                                       upscale_motion(to_tensor(low.motion_prev), high.color.shape[:2])[0], to_tensor(high.color)[0])
 
-            sequences += runs_between_cuts(data, scale, item)
+            sequences += runs_between_cuts(data, scale, item, frames=parse_frames(config.frames) if config.frames else None)
         return sequences
 
     def training_batch(self, sequences, config, generator) -> dict:
