@@ -210,11 +210,12 @@ class GraphAnalysis:
     def _output(self) -> fx.Node:
         return next(n for n in self.module.graph.nodes if n.op == "output")
 
-    def _hit_path(self, stops: set[str]) -> tuple[list[str], list[str]]:
-        """Walk back from the output, stopping at ``stops``: returns (hit nodes, cached nodes), graph order."""
+    def _hit_path(self, stops: set[str], also: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+        """Walk back from the output (and the nodes ``also`` names), stopping at ``stops``: returns (nodes run,
+        nodes stopped at), graph order."""
         hit: set[str] = set()
         cached: set[str] = set()
-        pending = list(self._output().all_input_nodes)
+        pending = list(self._output().all_input_nodes) + [self._nodes[n] for n in also]
         while pending:
             node = pending.pop()
             if node.name in stops:
@@ -378,19 +379,8 @@ class GraphAnalysis:
         """A partial refresh under ``inner``: recompute the values ``inner`` caches (and the output) from the
         current inputs while reusing what the ``deeper`` cut stores. Raises :class:`CutError` when ``deeper``
         is not deeper than ``inner`` (it would store what ``inner`` stores, or recompute the whole network)."""
-        stops = self.stops_for(deeper)
-        hit: set[str] = set()
-        stored: set[str] = set()
-        wanted = [self._nodes[n] for n in inner.cached]
-        pending = list(self._output().all_input_nodes) + wanted
-        while pending:
-            node = pending.pop()
-            if node.name in stops:
-                stored.add(node.name)
-            elif node.name not in hit:
-                hit.add(node.name)
-                pending.extend(node.all_input_nodes)
-        order = [n.name for n in self.module.graph.nodes]
+        runs, stored = self._hit_path(self.stops_for(deeper), also=tuple(inner.cached))
+        hit = set(runs)
         partial_flops = sum(self.info[n].flops for n in hit if n in self.info)
         if not stored or set(stored) == set(inner.cached):
             raise CutError(f"cut {deeper!r} is not deeper than {inner.name!r}: it stores the same values, so a "
@@ -405,8 +395,8 @@ class GraphAnalysis:
                            f"({partial_flops} of {self.total_flops} FLOPs; a hit runs {inner.hit_flops})")
         return GradedPlan(
             name=deeper if isinstance(deeper, str) else ",".join(deeper),
-            stored=tuple(n for n in order if n in stored),
-            stored_shapes=tuple(self.info[n].shape if n in self.info else None for n in order if n in stored),
+            stored=tuple(stored),
+            stored_shapes=tuple(self.info[n].shape if n in self.info else None for n in stored),
             partial_nodes=frozenset(hit),
             total_flops=self.total_flops,
             partial_flops=partial_flops,
