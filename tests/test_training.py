@@ -73,6 +73,11 @@ def test_fe_training_writes_extranet_weights_and_eval_runs(tiny_dataset, tmp_pat
     assert main(["eval", "--workload", "fe", "--data", str(tiny_dataset), "--weights", str(weights), "--json", str(report_path)]) == 0
     report = json.loads(report_path.read_text())["reports"][0]
     assert report["extrapolated_frames"] == 3 and report["reprojection"]["flip_mean"] > 0
+    # The non-learned peer (demodulated reprojection, push-pull in the holes) and FLIP inside the holes.
+    holes = report["holes"]
+    assert 0 < report["fill"]["flip_mean"] < 1 and 0 <= holes["share_mean"] <= 1
+    if holes["pixels"]:
+        assert all(0 <= holes[f"flip_{m}"] <= 1 for m in ("network", "reprojection", "fill"))
 
 
 def test_fe_eval_takes_extrapolated_frames_from_the_cheap_pass(tiny_dataset, tmp_path):

@@ -238,9 +238,14 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
         if missing:
             raise SettingsError(f"cheap-pass dataset {cheap_root} lacks frames {missing[0]}..{missing[-1]} of {root}; "
                              f"render them with reframe-blender dataset --cheap --frames A-B --out {cheap_root}")
+    from reframe_core.frames.holefill import push_pull_fill
+    from reframe_core.networks.extranet import hole_region
+
     runner = Extrapolator(model, k)
-    rows = {"network": [], "reprojection": []}
-    previous = None
+    rows = {"network": [], "reprojection": [], "fill": []}
+    in_holes = {"network": [], "reprojection": [], "fill": []}  # (FLIP summed over hole pixels, hole pixels)
+    hole_share = []
+    previous = previous_motion_next = None
     last_full = None
     for frame in chosen:
         fb = data.load(frame, 1.0)
@@ -248,21 +253,37 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
         given = fb if cheap is None or runner.is_full_frame(hints) else cheap.load(frame, 1.0)
         result = runner.step(given, hints)
         shown, rendered = result.image, not result.network_ran
+        motion = to_tensor(given.motion_prev)
         if rendered:
-            last_full, since = to_tensor(fb.color), []
+            last_full = to_tensor(fb.color)
+            reprojected, valid = last_full, torch.ones_like(last_full[:, :1])
+            shading = encode(last_full, to_tensor(fb.albedo), "shading")
         else:
-            since.append(to_tensor(given.motion_prev))
-            reprojected = last_full
-            for motion in since:  # chain the motions since the last rendered frame
-                reprojected = backward_warp(reprojected, motion)
-            for name, image in (("network", shown), ("reprojection", to_image(reprojected))):
-                rows[name].append((flip(fb.color, image).mean, psnr(tonemap_ldr(fb.color), tonemap_ldr(image))))
-        previous = fb
+            # Chain the motions since the last rendered frame; what the chain did not see is a hole.
+            reprojected = backward_warp(reprojected, motion)
+            shading = backward_warp(shading, motion)
+            valid = backward_warp(valid, motion, mode="nearest") * disocclusion_mask(motion, previous_motion_next)
+            holes = hole_region(valid)  # the region the network's residual may change
+            # The non-learned peer of the shipped net: demodulated reprojection (its head at zero) with the same
+            # holes filled by push-pull of the shading around them, re-lit by this frame's albedo.
+            filled = decode(push_pull_fill(shading, 1 - holes), to_tensor(given.albedo), "shading")
+            mask = holes[0, 0].numpy() > 0.5
+            hole_share.append(float(mask.mean()))
+            for name, image in (("network", shown), ("reprojection", to_image(reprojected)), ("fill", to_image(filled))):
+                result_flip = flip(fb.color, image)
+                rows[name].append((result_flip.mean, psnr(tonemap_ldr(fb.color), tonemap_ldr(image))))
+                in_holes[name].append((float(result_flip.error_map[mask].sum()), int(mask.sum())))
+        previous, previous_motion_next = fb, to_tensor(given.motion_next)
     report = {"dataset": str(root), "k": k, "extrapolated_frames": len(rows["network"]),
               "gbuffers": "cheap pass" if cheap is not None else "full render", "cheap_dataset": cheap_root}
     for name, values in rows.items():
         report[name] = summarize([v[0] for v in values], [v[1] for v in values])
     report["flip_reduction_vs_reprojection"] = 1 - report["network"]["flip_mean"] / report["reprojection"]["flip_mean"]
+    # Inside the holes: FLIP averaged over every hole pixel of every extrapolated frame (None without holes).
+    pixels = sum(n for _, n in in_holes["network"])
+    report["holes"] = {"share_mean": float(np.mean(hole_share)) if hole_share else 0.0, "pixels": pixels,
+                       **{f"flip_{name}": (sum(v for v, _ in values) / pixels if pixels else None)
+                          for name, values in in_holes.items()}}
     return report
 
 
@@ -322,13 +343,16 @@ class ExtrapolationWorkload(Workload):
 
     def format_evaluation(self, reports: list[dict]) -> str:
         lines = [f"{'dataset':<22} {'G-buffers':<28} {'extrapolated':>12} {'FLIP net':>9} {'FLIP reproj':>11} "
-                 f"{'reduction':>9} {'PSNR net':>9} {'PSNR reproj':>11}"]
+                 f"{'reduction':>9} {'PSNR net':>9} {'PSNR reproj':>11} {'FLIP fill':>9} {'holes':>6} "
+                 f"{'in holes: net':>13} {'reproj':>7} {'fill':>7}"]
         for r in reports:
-            n, b = r["network"], r["reprojection"]
+            n, b, f, h = r["network"], r["reprojection"], r["fill"], r["holes"]
             source = Path(r["cheap_dataset"]).name if r.get("cheap_dataset") else "full"
+            inside = [f"{h[key]:.4f}" if h[key] is not None else "-" for key in ("flip_network", "flip_reprojection", "flip_fill")]
             lines.append(f"{Path(r['dataset']).name:<22} {source:<28} {r['extrapolated_frames']:>12} {n['flip_mean']:>9.4f} "
                          f"{b['flip_mean']:>11.4f} {r['flip_reduction_vs_reprojection']:>9.1%} {n['psnr_mean']:>9.2f} "
-                         f"{b['psnr_mean']:>11.2f}")
+                         f"{b['psnr_mean']:>11.2f} {f['flip_mean']:>9.4f} {h['share_mean']:>6.1%} "
+                         f"{inside[0]:>13} {inside[1]:>7} {inside[2]:>7}")
         return "\n".join(lines)
 
     def training_network(self, config):
