@@ -62,6 +62,28 @@ def test_eval_reports_network_and_bicubic(tiny_dataset, tmp_path, capsys):
     assert main(["eval", "--data", str(tiny_dataset), "--weights", str(weights), "--policy", "every:2"]) == 0
 
 
+def test_eval_writes_side_by_side_crops_of_the_native_render(tiny_dataset, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from reframe_core.evaluation.metrics import tonemap_ldr
+    from reframe_core.frames.dataset import Dataset
+
+    report_path = tmp_path / "q.json"
+    assert main(["eval", "--data", str(tiny_dataset), "--crops", str(tmp_path / "crops"), "--json", str(report_path)]) == 0
+    crops = json.loads(report_path.read_text())["reports"][0]["crops"]
+    assert [c["frame"] for c in crops] == [6, 8]  # the middle and the last of frames 3-8
+    for crop in crops:
+        strip = np.asarray(Image.open(crop["png"]).convert("RGB"))
+        side, zoom = crop["side"], 3
+        assert side == 48 and strip.shape == (side * zoom + 16, 3 * side * zoom + 8, 3)  # three tiles, labels above
+        # The third tile is the native render at that place, each pixel drawn zoom x zoom.
+        native = Dataset.open(tiny_dataset).load(crop["frame"], 1.0).color
+        expected = (np.clip(tonemap_ldr(native[crop["top"]:crop["top"] + side, crop["left"]:crop["left"] + side]), 0, 1) * 255 + 0.5).astype(np.uint8)
+        tile = strip[16:, 2 * (side * zoom + 4):][::zoom, ::zoom]
+        assert np.array_equal(tile, expected)
+
+
 def test_fe_training_writes_extranet_weights_and_eval_runs(tiny_dataset, tmp_path, capsys):
     weights = tmp_path / "fe.pt"
     assert main(["train", "--workload", "fe", "--data", str(tiny_dataset), "--out", str(weights), "--steps", "2",

@@ -63,7 +63,10 @@ def _evaluate(args) -> int:
     from reframe_core.frames.ranges import parse_frames
 
     frames = parse_frames(args.frames) if args.frames else None
-    reports = [workload.evaluate(model, root, args.scale, cheap_root=c, frames=frames) for root, c in zip(roots, cheap)]
+    if args.crops and args.workload != "ss":
+        raise SettingsError("--crops is for --workload ss (bicubic | network | native); drop it for fe")
+    reports = [workload.evaluate(model, root, args.scale, cheap_root=c, frames=frames, crops=args.crops)
+               for root, c in zip(roots, cheap)]
     print(workload.format_evaluation(reports))
     if args.json:
         Path(args.json).write_text(json.dumps({"workload": args.workload, "weights": str(args.weights or workload.weights_name(args.scale)),
@@ -296,6 +299,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--scale", type=float, default=2.0)
     evaluate.add_argument("--policy", help="run through the cache with this policy (default: uncached)")
     evaluate.add_argument("--frames", help="A-B: evaluate these frames of each dataset only (default: all)")
+    evaluate.add_argument("--crops", metavar="DIR", help="SS: write side-by-side crops (bicubic | network | native) of "
+                                                         "the middle and last frame of each dataset to DIR, cut where "
+                                                         "bicubic is worst")
     evaluate.add_argument("--json", help="also write the figures as JSON")
     evaluate.set_defaults(run=_evaluate)
 

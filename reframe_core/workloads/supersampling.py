@@ -105,10 +105,44 @@ class Supersampler:
         return StepResult(to_image(out), True, refreshed, reason)
 
 
-def evaluate_supersampling(model, root: str, scale: float = 2.0, frames=None) -> dict:
+CROP = 96  # display pixels per side of a comparison crop
+CROP_ZOOM = 3  # each crop pixel drawn this many times wider and higher (nearest): the detail stays visible
+
+
+def save_comparison_crops(path: Path, images: dict, flip_map: np.ndarray) -> dict:
+    """A PNG of one frame's crops side by side (``images``: label -> (H, W, 3) linear), cut where the first
+    image's FLIP map (``flip_map``, against the native render) is worst over a window; labels drawn above."""
+    from PIL import Image, ImageDraw
+
+    from reframe_core.evaluation.metrics import tonemap_ldr
+    from reframe_core.frames.buffers import atomic_write
+
+    h, w = flip_map.shape
+    side = min(CROP, h, w)
+    windows = torch.nn.functional.avg_pool2d(torch.from_numpy(flip_map)[None, None].float(), side, stride=4)
+    y, x = divmod(int(windows.flatten().argmax()), windows.shape[-1])
+    top, left = y * 4, x * 4
+    tiles = []
+    for label, image in images.items():
+        crop = (np.clip(tonemap_ldr(image[top:top + side, left:left + side]), 0, 1) * 255 + 0.5).astype(np.uint8)
+        tile = Image.fromarray(crop).resize((side * CROP_ZOOM, side * CROP_ZOOM), Image.NEAREST)
+        framed = Image.new("RGB", (tile.width, tile.height + 16), "white")
+        framed.paste(tile, (0, 16))
+        ImageDraw.Draw(framed).text((4, 2), label, fill="black")
+        tiles.append(framed)
+    strip = Image.new("RGB", (sum(t.width for t in tiles) + 4 * (len(tiles) - 1), tiles[0].height), "white")
+    for i, tile in enumerate(tiles):
+        strip.paste(tile, (i * (tile.width + 4), 0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: strip.save(tmp, format="PNG"))
+    return {"png": str(path), "top": top, "left": left, "side": side}
+
+
+def evaluate_supersampling(model, root: str, scale: float = 2.0, frames=None, crops: str | Path | None = None) -> dict:
     """Run ``model`` (a SupersamplingNet or a CachedModel of one) over a dataset; the network's display-resolution
     output and the bicubic up-sampling of the same jittered low-res frame, both against the native scale-1 render:
-    FLIP (LDR), PSNR of the tonemapped images and temporal instability. ``frames``: only these (a range)."""
+    FLIP (LDR), PSNR of the tonemapped images and temporal instability. ``frames``: only these (a range).
+    ``crops``: a folder for side-by-side crops (bicubic | network | native) of the middle and the last frame."""
     from reframe_core.evaluation.metrics import flip, psnr, summarize, tonemap_ldr
     from reframe_core.evaluation.quality import temporal_instability
     from reframe_core.frames.dataset import Dataset, selected_frames
@@ -119,6 +153,8 @@ def evaluate_supersampling(model, root: str, scale: float = 2.0, frames=None) ->
     truth_tm, motions = [], []
     runner = None
     previous = None
+    shown_frames = {frames[len(frames) // 2], frames[-1]} if crops is not None else set()
+    written = []
     for frame in frames:
         low, high = data.load(frame, scale), data.load(frame, 1.0)
         size = high.color.shape[:2]
@@ -133,8 +169,14 @@ def evaluate_supersampling(model, root: str, scale: float = 2.0, frames=None) ->
         motions.append(None if hints.cut else upscale_motion(to_tensor(low.motion_prev), size))
         for name, image in (("network", out), ("bicubic", bicubic)):
             per_method[name].append((flip(high.color, image).mean, psnr(tonemap_ldr(high.color), tonemap_ldr(image)), tonemap_ldr(image)))
+        if frame in shown_frames:
+            path = Path(crops) / f"{Path(root).name}_frame{frame:04d}.png"
+            written.append({"frame": frame, **save_comparison_crops(
+                path, {"bicubic": bicubic, "network": out, "native": high.color}, flip(high.color, bicubic).error_map)})
         previous = low
     report = {"dataset": str(root), "frames": len(frames), "scale": scale}
+    if written:
+        report["crops"] = written
     for name, rows in per_method.items():
         report[name] = {**summarize([r[0] for r in rows], [r[1] for r in rows]),
                         "instability": temporal_instability([r[2] for r in rows], truth_tm, motions)}
@@ -196,8 +238,8 @@ class SupersamplingWorkload(Workload):
         jitter = torch.from_numpy(np.asarray(frame.jitter, np.float32))[None]
         return to_image(bicubic_upscale(to_tensor(frame.color), tuple(display_size), jitter))
 
-    def evaluate(self, model, root, scale: float = 2.0, frames=None, **options) -> dict:
-        return evaluate_supersampling(model, root, scale, frames)
+    def evaluate(self, model, root, scale: float = 2.0, frames=None, crops=None, **options) -> dict:
+        return evaluate_supersampling(model, root, scale, frames, crops)
 
     def format_evaluation(self, reports: list[dict]) -> str:
         lines = [f"{'dataset':<22} {'frames':>6} {'FLIP net':>9} {'FLIP bicubic':>12} {'reduction':>9} {'PSNR net':>9} "
