@@ -63,8 +63,6 @@ def _evaluate(args) -> int:
     from reframe_core.frames.ranges import parse_frames
 
     frames = parse_frames(args.frames) if args.frames else None
-    if args.crops and args.workload != "ss":
-        raise SettingsError("--crops is for --workload ss (bicubic | network | native); drop it for fe")
     reports = [workload.evaluate(model, root, args.scale, cheap_root=c, frames=frames, crops=args.crops)
                for root, c in zip(roots, cheap)]
     print(workload.format_evaluation(reports))

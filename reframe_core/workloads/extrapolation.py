@@ -338,7 +338,9 @@ class ExtrapolationWorkload(Workload):
         shadows or raytracing), a real picture of this frame that needs no history."""
         return np.asarray(frame.color, np.float32)
 
-    def evaluate(self, model, root, scale: float = 1.0, cheap_root=None, frames=None, **options) -> dict:
+    def evaluate(self, model, root, scale: float = 1.0, cheap_root=None, frames=None, crops=None, **options) -> dict:
+        if crops:
+            raise SettingsError("--crops is for supersampling (bicubic | network | native); drop it for frame extrapolation")
         return evaluate_extrapolation(model, root, self.k, cheap_root, frames)
 
     def format_evaluation(self, reports: list[dict]) -> str:
