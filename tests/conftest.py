@@ -27,6 +27,20 @@ def _seed():
     torch.manual_seed(0)
 
 
+def flops_removed_measured(cached, model, inputs: tuple, frames: int) -> float:
+    """Share of the FLOPs that ``cached`` saved over ``frames`` calls against the plain ``model``, counted as
+    they really ran (independent of the cut plan's own accounting)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as ran_cached:
+        for _ in range(frames):
+            cached(*inputs)
+    with FlopCounterMode(display=False) as ran_plain, torch.inference_mode():
+        for _ in range(frames):
+            model(*inputs)
+    return 1 - ran_cached.get_total_flops() / ran_plain.get_total_flops()
+
+
 def devices():
     found = ["cpu"]
     if torch.cuda.is_available():

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import flops_removed_measured
 from reframe_core import CutError, cache_model
 from reframe_core.errors import SettingsError
 from reframe_core.evaluation import bench
@@ -111,20 +112,13 @@ def test_graded_policy_grades_frames_and_counts_partials_from_any_refresh():
 
 
 def test_stats_count_the_flops_partial_refreshes_really_ran():
-    from torch.utils.flop_counter import FlopCounterMode
-
     model = get_network("unet").build().eval()
     x = torch.rand(1, 3, 32, 32)
     cached = cache_model(model, (x,), policy="every:4/every:2")
-    with FlopCounterMode(display=False) as ran_cached:
-        for _ in range(8):
-            cached(x)
-    with FlopCounterMode(display=False) as ran_plain, torch.inference_mode():
-        for _ in range(8):
-            model(x)
+    measured = flops_removed_measured(cached, model, (x,), 8)
     stats = cached.stats
     assert (stats.frames, stats.refreshes, stats.partials, stats.hits) == (8, 4, 2, 4)
-    assert stats.flops_removed == pytest.approx(1 - ran_cached.get_total_flops() / ran_plain.get_total_flops())
+    assert stats.flops_removed == pytest.approx(measured)
     assert cached.graded.partial_share > 1 - cached.plan.removed_share  # a partial costs more than a hit
 
 

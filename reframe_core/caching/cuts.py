@@ -279,6 +279,7 @@ class GraphAnalysis:
         # grids built from it) are small but current: never stored, always recomputed (they cost nothing).
         # Shapes and sizes read on the way (non-tensor values) do not make a tensor expensive.
         cheap: set[str] = set()
+        metadata = {name for name, info in self.info.items() if info.shape is None}  # shapes, sizes, numbers
         for node in self.module.graph.nodes:
             if node.op in ("placeholder", "get_attr"):
                 cheap.add(node.name)
@@ -286,9 +287,8 @@ class GraphAnalysis:
             if node.op == "output":
                 continue
             info = self.info.get(node.name)
-            metadata = lambda a: self.info.get(a.name) is not None and self.info[a.name].shape is None  # noqa: E731
             if (info is not None and info.shape is not None and info.flops == 0
-                    and all(a.name in cheap or metadata(a) for a in node.all_input_nodes)):
+                    and all(a.name in cheap or a.name in metadata for a in node.all_input_nodes)):
                 cheap.add(node.name)
                 continue
             res = info.resolution if info is not None else None
