@@ -57,8 +57,9 @@ def test_eval_reports_network_and_bicubic(tiny_dataset, tmp_path, capsys):
     assert main(["eval", "--data", str(tiny_dataset), "--weights", str(weights), "--json", str(report_path)]) == 0
     report = json.loads(report_path.read_text())["reports"][0]
     assert report["frames"] == 6
-    for method in ("network", "bicubic"):
+    for method in ("network", "bicubic", "temporal"):  # temporal: the non-neural accumulating upscaler
         assert 0 < report[method]["flip_mean"] < 1 and report[method]["psnr_mean"] > 5
+    assert report["flip_reduction_vs_temporal"] == pytest.approx(1 - report["network"]["flip_mean"] / report["temporal"]["flip_mean"])
     assert main(["eval", "--data", str(tiny_dataset), "--weights", str(weights), "--policy", "every:2"]) == 0
 
 
@@ -76,11 +77,12 @@ def test_eval_writes_side_by_side_crops_of_the_native_render(tiny_dataset, tmp_p
     for crop in crops:
         strip = np.asarray(Image.open(crop["png"]).convert("RGB"))
         side, zoom = crop["side"], 3
-        assert side == 48 and strip.shape == (side * zoom + 16, 3 * side * zoom + 8, 3)  # three tiles, labels above
-        # The third tile is the native render at that place, each pixel drawn zoom x zoom.
+        # bicubic | temporal | network | native, labels above
+        assert side == 48 and strip.shape == (side * zoom + 16, 4 * side * zoom + 12, 3)
+        # The last tile is the native render at that place, each pixel drawn zoom x zoom.
         native = Dataset.open(tiny_dataset).load(crop["frame"], 1.0).color
         expected = (np.clip(tonemap_ldr(native[crop["top"]:crop["top"] + side, crop["left"]:crop["left"] + side]), 0, 1) * 255 + 0.5).astype(np.uint8)
-        tile = strip[16:, 2 * (side * zoom + 4):][::zoom, ::zoom]
+        tile = strip[16:, 3 * (side * zoom + 4):][::zoom, ::zoom]
         assert np.array_equal(tile, expected)
 
 

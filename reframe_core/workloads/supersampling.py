@@ -140,18 +140,22 @@ def save_comparison_crops(path: Path, images: dict, flip_map: np.ndarray) -> dic
 
 def evaluate_supersampling(model, root: str, scale: float = 2.0, frames=None, crops: str | Path | None = None) -> dict:
     """Run ``model`` (a SupersamplingNet or a CachedModel of one) over a dataset; the network's display-resolution
-    output and the bicubic up-sampling of the same jittered low-res frame, both against the native scale-1 render:
-    FLIP (LDR), PSNR of the tonemapped images and temporal instability. ``frames``: only these (a range).
-    ``crops``: a folder for side-by-side crops (bicubic | network | native) of the middle and the last frame."""
+    output, the bicubic up-sampling of the same jittered low-res frame and the non-neural temporal upscaler
+    (:class:`TemporalUpscaler`, what a user gets without a network) fed the same frames, all against the native
+    scale-1 render: FLIP (LDR), PSNR of the tonemapped images and temporal instability. ``frames``: only these (a
+    range). ``crops``: a folder for side-by-side crops (bicubic | temporal | network | native) of the middle and
+    the last frame."""
     from reframe_core.evaluation.metrics import flip, psnr, summarize, tonemap_ldr
     from reframe_core.evaluation.quality import temporal_instability
     from reframe_core.frames.dataset import Dataset, selected_frames
 
     data = Dataset.open(root)
     frames = selected_frames(data, scale, frames)
-    per_method = {"network": [], "bicubic": []}
+    from reframe_core.frames.temporal_upscaler import TemporalUpscaler
+
+    per_method = {"network": [], "bicubic": [], "temporal": []}
     truth_tm, motions = [], []
-    runner = None
+    runner = accumulator = None
     previous = None
     shown_frames = {frames[len(frames) // 2], frames[-1]} if crops is not None else set()
     written = []
@@ -159,20 +163,22 @@ def evaluate_supersampling(model, root: str, scale: float = 2.0, frames=None, cr
         low, high = data.load(frame, scale), data.load(frame, 1.0)
         size = high.color.shape[:2]
         if runner is None:
-            runner = Supersampler(model, size)
+            runner, accumulator = Supersampler(model, size), TemporalUpscaler(size)
             runner.reset()
         hints = low.hints(previous)
         out = runner.step(low, hints).image
+        temporal = accumulator.step(low, hints)
         jitter = torch.from_numpy(np.asarray(low.jitter, np.float32))[None]
         bicubic = to_image(bicubic_upscale(to_tensor(low.color), size, jitter))
         truth_tm.append(tonemap_ldr(high.color))
         motions.append(None if hints.cut else upscale_motion(to_tensor(low.motion_prev), size))
-        for name, image in (("network", out), ("bicubic", bicubic)):
+        for name, image in (("network", out), ("bicubic", bicubic), ("temporal", temporal)):
             per_method[name].append((flip(high.color, image).mean, psnr(tonemap_ldr(high.color), tonemap_ldr(image)), tonemap_ldr(image)))
         if frame in shown_frames:
             path = Path(crops) / f"{Path(root).name}_frame{frame:04d}.png"
             written.append({"frame": frame, **save_comparison_crops(
-                path, {"bicubic": bicubic, "network": out, "native": high.color}, flip(high.color, bicubic).error_map)})
+                path, {"bicubic": bicubic, "temporal": temporal, "network": out, "native": high.color},
+                flip(high.color, bicubic).error_map)})
         previous = low
     report = {"dataset": str(root), "frames": len(frames), "scale": scale}
     if written:
@@ -181,6 +187,7 @@ def evaluate_supersampling(model, root: str, scale: float = 2.0, frames=None, cr
         report[name] = {**summarize([r[0] for r in rows], [r[1] for r in rows]),
                         "instability": temporal_instability([r[2] for r in rows], truth_tm, motions)}
     report["flip_reduction_vs_bicubic"] = 1 - report["network"]["flip_mean"] / report["bicubic"]["flip_mean"]
+    report["flip_reduction_vs_temporal"] = 1 - report["network"]["flip_mean"] / report["temporal"]["flip_mean"]
     return report
 
 
@@ -242,13 +249,15 @@ class SupersamplingWorkload(Workload):
         return evaluate_supersampling(model, root, scale, frames, crops)
 
     def format_evaluation(self, reports: list[dict]) -> str:
-        lines = [f"{'dataset':<22} {'frames':>6} {'FLIP net':>9} {'FLIP bicubic':>12} {'reduction':>9} {'PSNR net':>9} "
-                 f"{'PSNR bic':>9} {'instab net':>10} {'instab bic':>10}"]
+        # "temporal" is the non-neural accumulating upscaler; "vs bic" / "vs temp" are the network's FLIP reductions.
+        lines = [f"{'dataset':<22} {'frames':>6} {'FLIP net':>9} {'FLIP bicubic':>12} {'FLIP temporal':>13} {'vs bic':>7} "
+                 f"{'vs temp':>7} {'PSNR net':>9} {'PSNR bic':>9} {'instab net':>10} {'instab bic':>10} {'instab temp':>11}"]
         for r in reports:
-            n, b = r["network"], r["bicubic"]
+            n, b, t = r["network"], r["bicubic"], r["temporal"]
             lines.append(f"{Path(r['dataset']).name:<22} {r['frames']:>6} {n['flip_mean']:>9.4f} {b['flip_mean']:>12.4f} "
-                         f"{r['flip_reduction_vs_bicubic']:>9.1%} {n['psnr_mean']:>9.2f} {b['psnr_mean']:>9.2f} "
-                         f"{n['instability']:>10.4f} {b['instability']:>10.4f}")
+                         f"{t['flip_mean']:>13.4f} {r['flip_reduction_vs_bicubic']:>7.1%} {r['flip_reduction_vs_temporal']:>7.1%} "
+                         f"{n['psnr_mean']:>9.2f} {b['psnr_mean']:>9.2f} {n['instability']:>10.4f} {b['instability']:>10.4f} "
+                         f"{t['instability']:>11.4f}")
         return "\n".join(lines)
 
     # Training: random crops of short sequences; the network's own previous output, warped by motion, is fed
