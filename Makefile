@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test install clean gpu-bench legacy-blender
+.PHONY: demo test install clean gpu-bench system-packages
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,16 +20,19 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/reframe-blender demo
 
-test: $(VENV)/.installed legacy-blender
+test: $(VENV)/.installed system-packages
 	$(PY) -m pytest -q
 
-# Debian's Blender 3.4 (no Vector pass: the legacy path; the one real Blender window here, under xvfb-run) is tested
-# as a real binary; installed where we are root with apt, else its tests skip and say why (CI, where CI=true, fails
-# instead).
-legacy-blender:
-	@{ command -v blender && command -v xvfb-run; } >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq blender xvfb >/dev/null; } || \
-		echo "note: no 'blender' / 'xvfb-run' (Debian: apt-get install blender xvfb); their tests will skip"
+# From Debian, installed where we are root with apt, else their tests skip and say why (CI, where CI=true, fails
+# instead): Blender 3.4 (no Vector pass: the legacy path; the one real Blender window here, under xvfb-run) is
+# tested as a real binary, and Sweet Home 3D's furniture catalog holds the real models of the held-out scene
+# furnished_room.
+SH3D_CATALOG := /usr/share/sweethome3d/furniture/BlendSwap-CC-0.sh3f
+system-packages:
+	@{ command -v blender && command -v xvfb-run && [ -f $(SH3D_CATALOG) ]; } >/dev/null || \
+		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq blender xvfb sweethome3d-furniture >/dev/null; } || \
+		echo "note: no 'blender' / 'xvfb-run' / furniture catalog (Debian: apt-get install blender xvfb sweethome3d-furniture); their tests will skip"
 
 # GPU figures (needs a CUDA GPU): bench-cache of the shipped nets at 1920x1080, JSON in out/gpu.
 gpu-bench: $(VENV)/.installed

@@ -37,6 +37,8 @@ SCENES: dict[str, SceneEntry] = {e.name: e for e in (
     SceneEntry("camera_cut", "scenes.library.camera_cut", "camera cut (two cameras, timeline markers)"),
     SceneEntry("thin_detail", "scenes.library.thin_detail", "thin geometry, high-frequency detail, foliage cards"),
     SceneEntry("emissive_transparent", "scenes.library.emissive_transparent", "emissive and transparent surfaces"),
+    SceneEntry("furnished_room", "scenes.library.furnished_room",
+               "real furniture models and textures (Sweet Home 3D CC0 catalog), HDRI light, slow dolly (held out)"),
     SceneEntry("night_market", "scenes.library.night_market", "neon tubes, bulbs and glass windows at night (training data)"),
 )}
 

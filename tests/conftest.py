@@ -18,6 +18,10 @@ def pytest_configure(config):
         missing.append(f"the bpy module ({exc}): install the package with its extra, pip install -e '.[bpy]'")
     if shutil.which("blender") is None:
         missing.append("a 'blender' executable (Debian's 3.4: apt-get install blender; 'make test' installs it as root)")
+    from scenes.sweethome3d import CATALOG_PATHS
+
+    if not any(os.path.isfile(p) for p in CATALOG_PATHS):
+        missing.append("Sweet Home 3D's furniture catalog (apt-get install sweethome3d-furniture; 'make test' installs it as root)")
     if missing:
         raise pytest.UsageError("CI=true runs every test, but the environment lacks " + "; and ".join(missing))
 

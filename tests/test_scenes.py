@@ -1,5 +1,6 @@
 """The scene library, built with the real bpy module: each scene does what the README's scene table says."""
 import math
+import os
 
 import pytest
 
@@ -9,8 +10,13 @@ from mathutils import Vector  # noqa: E402
 
 from reframe_core.blender_compat import action_fcurves  # noqa: E402
 from scenes import SCENES, get_scene  # noqa: E402
+from scenes.sweethome3d import CATALOG_PATHS  # noqa: E402
 
 pytestmark = pytest.mark.blender
+# Locally a missing Debian package skips (CI fails instead: conftest).
+needs_catalog = pytest.mark.skipif(not any(os.path.isfile(p) for p in CATALOG_PATHS),
+                                   reason="no furniture catalog (apt-get install sweethome3d-furniture)")
+REAL_ASSET_SCENES = {"furnished_room"}
 
 
 def _snapshot():
@@ -53,7 +59,7 @@ def _see_through(obj):
     return bsdf is not None and (bsdf.inputs["Alpha"].is_linked or bsdf.inputs["Alpha"].default_value < 1.0)
 
 
-@pytest.mark.parametrize("name", sorted(SCENES))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=needs_catalog) if n in REAL_ASSET_SCENES else n for n in sorted(SCENES)])
 def test_each_scene_builds_with_a_camera_materials_and_motion(name):
     scene = get_scene(name).build(0)
     assert scene.camera is not None and scene.camera.type == "CAMERA"
@@ -185,6 +191,39 @@ def test_night_market_trucks_sideways_past_neon_and_glass():
     _, end, _ = _camera(scene, 48)
     travel = end - start
     assert travel.length > 3 and abs(_degrees(travel, view) - 90) < 15, "trucking: moving across the view"
+
+
+# Sizes in cm (width, depth, height) as Sweet Home 3D's catalog file lists them: the real objects' size.
+CATALOG_SIZES = {"couch": (207.4, 87.6, 85.6), "oakTable": (124, 124, 74.1), "bookcase": (91.9, 36.5, 147.2),
+                 "armchair2": (95.3, 83.3, 78.3), "cuckooClock": (26.6, 17.7, 73.8)}
+
+
+@needs_catalog
+def test_furnished_room_places_real_textured_furniture_at_its_catalog_size(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # extracted afresh from the catalog, not from an old cache
+    scene = get_scene("furnished_room").build(0)
+    objects = {o.name: o for o in scene.objects if o.type == "MESH"}
+    for name, size in CATALOG_SIZES.items():
+        assert tuple(objects[name].dimensions) == pytest.approx([v / 100 for v in size], abs=1e-3), name
+        assert min(v.co.z for v in objects[name].data.vertices) == pytest.approx(0, abs=1e-4), "stands on its base"
+    assert sum(o.name.startswith("oakChair") for o in objects.values()) == 2
+    # The authors' painted textures, loaded from the extracted catalog.
+    textures = [i for i in bpy.data.images if i.filepath and str(tmp_path) in bpy.path.abspath(i.filepath)]
+    assert len(textures) >= 10 and all(i.size[0] > 0 for i in textures)
+    _, start, _ = _camera(scene, 1)
+    _, end, _ = _camera(scene, 48)
+    assert 1.5 < (end - start).length < 3 and _mean_turn_per_frame(scene) < 0.5, "a slow walkthrough dolly"
+
+
+def test_a_real_asset_scene_without_its_catalog_names_the_package_and_leaves_the_open_scene(monkeypatch, tmp_path):
+    from reframe_core.errors import SettingsError
+
+    get_scene("slow_pan").build(0)
+    before = _snapshot()
+    monkeypatch.setenv("REFRAME_SH3D_CATALOG", str(tmp_path / "absent.sh3f"))
+    with pytest.raises(SettingsError, match=r"absent\.sh3f.*apt-get install sweethome3d-furniture"):
+        get_scene("furnished_room").build(0)
+    assert _snapshot() == before
 
 
 def test_cli_builds_a_blend(tmp_path, capsys):
