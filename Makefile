@@ -27,12 +27,15 @@ test: $(VENV)/.installed system-packages
 # instead): Blender 3.4 (no Vector pass: the legacy path; the one real Blender window here, under xvfb-run) is
 # tested as a real binary, and Sweet Home 3D's furniture catalog holds the real models of the held-out scene
 # furnished_room.
-SH3D_CATALOG := /usr/share/sweethome3d/furniture/BlendSwap-CC-0.sh3f
+SH3D_CATALOG := $(or $(REFRAME_SH3D_CATALOG),/usr/share/sweethome3d/furniture/BlendSwap-CC-0.sh3f)
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 system-packages:
-	@{ command -v blender && command -v xvfb-run && [ -f $(SH3D_CATALOG) ]; } >/dev/null || \
-		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq blender xvfb sweethome3d-furniture >/dev/null; } || \
-		echo "note: no 'blender' / 'xvfb-run' / furniture catalog (Debian: apt-get install blender xvfb sweethome3d-furniture); their tests will skip"
+	@{ command -v blender && command -v xvfb-run && [ -f $(SH3D_CATALOG) ]; } >/dev/null || { \
+		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq; } || true; \
+		{ command -v blender && command -v xvfb-run; } >/dev/null || $(APT_INSTALL) blender xvfb >/dev/null || \
+			echo "note: no 'blender' / 'xvfb-run' (Debian: apt-get install blender xvfb); their tests will skip"; \
+		[ -f $(SH3D_CATALOG) ] || $(APT_INSTALL) sweethome3d-furniture >/dev/null || \
+			echo "note: no furniture catalog (Debian: apt-get install sweethome3d-furniture); furnished_room's tests will skip"; }
 
 # GPU figures (needs a CUDA GPU): bench-cache of the shipped nets at 1920x1080, JSON in out/gpu.
 gpu-bench: $(VENV)/.installed

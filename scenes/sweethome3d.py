@@ -11,9 +11,13 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from reframe_core.errors import SettingsError
 
@@ -30,6 +34,7 @@ class CatalogModel:
     size_cm: tuple[float, float, float]  # width (x), depth (y), height (z) as Sweet Home 3D places it
     elevation_cm: float
     creator: str
+    rotated: bool = False  # the catalog turns the OBJ with a modelRotation matrix (not supported: refused)
 
 
 def catalog_path() -> Path:
@@ -56,13 +61,39 @@ def read_catalog(path: Path) -> dict[str, CatalogModel]:
         obj_path = entry["model"].lstrip("/")
         name = obj_path.split("/")[-2]
         models[name] = CatalogModel(name, obj_path, (float(entry["width"]), float(entry["depth"]), float(entry["height"])),
-                                    float(entry.get("elevation", 0)), entry.get("creator", ""))
+                                    float(entry.get("elevation", 0)), entry.get("creator", ""), "modelRotation" in entry)
     return models
+
+
+def catalog_available() -> bool:
+    """Whether :func:`catalog_path` finds a catalog (the tests' and CI's check)."""
+    try:
+        catalog_path()
+    except SettingsError:
+        return False
+    return True
 
 
 def cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "reframe-blender" / "sweethome3d"
+
+
+def _extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) -> None:
+    """One file of the catalog into the cache, unless a complete copy is there: written to a temporary name and
+    renamed, so a killed run or a second build extracting at the same time never leaves a cut-short file."""
+    path = target / info.filename
+    if path.is_file() and path.stat().st_size == info.file_size:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, archive.open(info) as source:
+            shutil.copyfileobj(source, out)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class FurnitureCatalog:
@@ -73,18 +104,23 @@ class FurnitureCatalog:
     def __init__(self, path: Path | None = None):
         self.path = path or catalog_path()
         self.models = read_catalog(self.path)
-        self._imported: dict[str, bpy.types.Object] = {}
+        self._imported: dict[str, "bpy.types.Object"] = {}
 
     def extract(self, name: str) -> Path:
         if name not in self.models:
             raise SettingsError(f"no model {name!r} in {self.path}; it has {len(self.models)} models, e.g. "
                                 f"{', '.join(sorted(self.models)[:8])}")
+        if self.models[name].rotated:
+            raise SettingsError(f"model {name!r} of {self.path} needs the catalog's modelRotation, which this importer "
+                                f"does not apply; choose another model")
         folder = self.models[name].obj_path.rsplit("/", 1)[0] + "/"
-        target = cache_dir() / self.path.stem
+        stat = self.path.stat()
+        # Keyed by the catalog's size and time too: another catalog file of the same name gets its own copy.
+        target = cache_dir() / f"{self.path.stem}-{stat.st_size}-{int(stat.st_mtime)}"
         with zipfile.ZipFile(self.path) as archive:
-            for member in archive.namelist():
-                if member.startswith(folder) and not member.endswith("/") and not (target / member).exists():
-                    archive.extract(member, target)
+            for info in archive.infolist():
+                if info.filename.startswith(folder) and not info.is_dir():
+                    _extract_member(archive, info, target)
         return target / self.models[name].obj_path
 
     def place(self, name: str, location, rotation_deg: float = 0.0, elevation_cm: float | None = None) -> "bpy.types.Object":
@@ -123,13 +159,16 @@ class FurnitureCatalog:
         obj = bpy.context.view_layer.objects.active
         obj.name = name
         bpy.ops.object.transform_apply(location=True, rotation=True, scale=True)
-        corners = [obj.matrix_world @ v.co for v in obj.data.vertices]
-        low = [min(c[i] for c in corners) for i in range(3)]
-        high = [max(c[i] for c in corners) for i in range(3)]
-        size = self.models[name].size_cm
-        scale = [size[i] / 100.0 / max(high[i] - low[i], 1e-6) for i in range(3)]
-        centre = [(low[0] + high[0]) / 2, (low[1] + high[1]) / 2, low[2]]
-        for v in obj.data.vertices:
-            v.co = [(v.co[i] - centre[i]) * scale[i] for i in range(3)]
+        count = len(obj.data.vertices)
+        coords = np.empty(count * 3, np.float64)
+        obj.data.vertices.foreach_get("co", coords)
+        coords = coords.reshape(count, 3)
+        low, high = coords.min(axis=0), coords.max(axis=0)
+        scale = np.asarray(self.models[name].size_cm) / 100.0 / np.maximum(high - low, 1e-6)
+        centre = np.array([(low[0] + high[0]) / 2, (low[1] + high[1]) / 2, low[2]])
+        obj.data.vertices.foreach_set("co", ((coords - centre) * scale).astype(np.float32).ravel())
+        obj.data.update()
+        # Kept for checking: one model in the right axes needs about the same factor on every axis.
+        obj["catalog_scale"] = [float(v) for v in scale]
         obj.select_set(False)
         return obj

@@ -51,7 +51,6 @@ def main(argv=None) -> int:
     if args.resolution % 2:
         parser.error(f"--resolution {args.resolution} must be even (2x2 display pixels per low-res pixel)")
 
-    import bpy
     import numpy as np
     import torch
 

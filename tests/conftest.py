@@ -18,10 +18,11 @@ def pytest_configure(config):
         missing.append(f"the bpy module ({exc}): install the package with its extra, pip install -e '.[bpy]'")
     if shutil.which("blender") is None:
         missing.append("a 'blender' executable (Debian's 3.4: apt-get install blender; 'make test' installs it as root)")
-    from scenes.sweethome3d import CATALOG_PATHS
+    from scenes.sweethome3d import catalog_available
 
-    if not any(os.path.isfile(p) for p in CATALOG_PATHS):
-        missing.append("Sweet Home 3D's furniture catalog (apt-get install sweethome3d-furniture; 'make test' installs it as root)")
+    if not catalog_available():
+        missing.append("Sweet Home 3D's furniture catalog (apt-get install sweethome3d-furniture, which 'make test' runs as root, "
+                       "or REFRAME_SH3D_CATALOG=FILE.sh3f)")
     if missing:
         raise pytest.UsageError("CI=true runs every test, but the environment lacks " + "; and ".join(missing))
 

@@ -1,6 +1,5 @@
 """The scene library, built with the real bpy module: each scene does what the README's scene table says."""
 import math
-import os
 
 import pytest
 
@@ -10,11 +9,11 @@ from mathutils import Vector  # noqa: E402
 
 from reframe_core.blender_compat import action_fcurves  # noqa: E402
 from scenes import SCENES, get_scene  # noqa: E402
-from scenes.sweethome3d import CATALOG_PATHS  # noqa: E402
+from scenes.sweethome3d import catalog_available  # noqa: E402
 
 pytestmark = pytest.mark.blender
 # Locally a missing Debian package skips (CI fails instead: conftest).
-needs_catalog = pytest.mark.skipif(not any(os.path.isfile(p) for p in CATALOG_PATHS),
+needs_catalog = pytest.mark.skipif(not catalog_available(),
                                    reason="no furniture catalog (apt-get install sweethome3d-furniture)")
 REAL_ASSET_SCENES = {"furnished_room"}
 
@@ -206,6 +205,10 @@ def test_furnished_room_places_real_textured_furniture_at_its_catalog_size(tmp_p
     for name, size in CATALOG_SIZES.items():
         assert tuple(objects[name].dimensions) == pytest.approx([v / 100 for v in size], abs=1e-3), name
         assert min(v.co.z for v in objects[name].data.vertices) == pytest.approx(0, abs=1e-4), "stands on its base"
+    for obj in objects.values():
+        if "catalog_scale" in obj:  # imported in the right axes: one factor fits all three (catalog sizes are rounded)
+            factors = list(obj["catalog_scale"])
+            assert max(factors) / min(factors) < 1.1, (obj.name, factors)
     assert sum(o.name.startswith("oakChair") for o in objects.values()) == 2
     # The authors' painted textures, loaded from the extracted catalog.
     textures = [i for i in bpy.data.images if i.filepath and str(tmp_path) in bpy.path.abspath(i.filepath)]

@@ -94,3 +94,43 @@ def test_a_cut_starts_over_from_the_new_shot():
     bicubic = upsample_unjittered(other, jitter, (H, W)).clamp(min=0)
     # Bicubic, taken in the upscaler's tonemapped space: within a percent of linear bicubic.
     assert float((bicubic - after_cut).abs().mean()) < 0.01
+
+
+def test_negated_motion_scores_worse_than_the_true_motion():
+    """The control for the moving-view test: history fetched from the wrong side does not pass it."""
+    texture = _texture()
+
+    class Negated(TemporalUpscaler):
+        def step_tensors(self, color, jitter, motion, depth=None, cut=False):
+            return super().step_tensors(color, jitter, None if motion is None else -motion, depth, cut)
+
+    right, bicubic = _run(texture, speed=0.6)
+    wrong, _ = _run(texture, speed=0.6, upscaler=Negated((H, W)))
+    assert right < 0.85 * bicubic and wrong > right * 1.1, (right, wrong, bicubic)
+
+
+def test_history_behind_a_disocclusion_is_dropped_by_the_depth_test():
+    """A near grey square moves away and uncovers a far wall of dark and bright pixels. Motion follows the wall
+    (static), so the square's history lands on the uncovered wall, and its grey lies inside the wall's
+    neighbourhood range, so clamping keeps it: only the depth test drops it, and the wall shows at once."""
+    wall = torch.full((1, 3, H // SCALE, W // SCALE), 0.1)
+    wall[..., ::2, ::2] = 1.0
+    with_square = wall.clone()
+    with_square[..., 16:32, 16:32] = 0.5
+    far = torch.full((1, 1, H // SCALE, W // SCALE), 10.0)
+    near = far.clone()
+    near[..., 16:32, 16:32] = 2.0
+    still = torch.zeros(1, 2, H // SCALE, W // SCALE)
+    jitter = torch.tensor([[0.0, 0.0]])
+    no_history = TemporalUpscaler((H, W)).step_tensors(wall, jitter, None)
+
+    def left_over(depth_test: bool) -> float:
+        upscaler = TemporalUpscaler((H, W))
+        for t in range(8):
+            upscaler.step_tensors(with_square, torch.tensor([[_halton(t + 1, 2) - 0.5, _halton(t + 1, 3) - 0.5]]),
+                                  None if t == 0 else still, near if depth_test else None)
+        after = upscaler.step_tensors(wall, jitter, still, far if depth_test else None)
+        return float((after - no_history)[..., 36:60, 36:60].abs().mean())
+
+    assert left_over(depth_test=True) < 0.01
+    assert left_over(depth_test=False) > 0.1  # the square lingers where only clamping guards the history

@@ -10,8 +10,8 @@ blend, then mapped back):
   pixel is reconstructed from samples that land on it, which is where the detail beyond bicubic comes from;
 - the history (the previous output) is reprojected with the frame's motion, clamped to the 3x3 neighbourhood range
   of the current low-res samples (ghosting: a colour the current frame does not have nearby is dropped), and
-  discarded where it is off-screen or its depth disagrees with the current depth by more than ``depth_tolerance``
-  (disocclusion);
+  discarded where it is off-screen or its depth lies outside the depth range of the current 3x3 samples around
+  the pixel, widened by ``depth_tolerance`` (disocclusion);
 - each pixel keeps an accumulated weight (warped with the history, capped at ``max_weight``, so the output
   follows changes with a blend factor of at least ``1 / max_weight``), divided by ``1 + velocity * |motion|``
   (display pixels) on every warp: each resampling of a moving history blurs it a little, and on EEVEE frames
@@ -72,19 +72,22 @@ class TemporalUpscaler:
         tone = _tone(color.clamp(min=0))
         bicubic = upsample_unjittered(tone, jitter, size).clamp(0, 1 - 1e-4)
         near_weight = torch.exp(-sample_distance(jitter, (h, w), size) / (2 * s.sample_sigma ** 2))
-        depth_up = None if depth is None else upsample_unjittered(depth, jitter, size, mode="nearest")
+        # The nearest sample's depth flips between foreground and background along silhouettes as the jitter
+        # moves; the depth range of the 3x3 samples around it does not, so edges keep their history.
+        depth_range = None if depth is None else local_range(depth, jitter, size)
         fresh = cut or motion is None or self._history is None
         if fresh:
             history, weight = torch.zeros_like(bicubic), torch.zeros_like(near_weight)
         else:
-            scale = torch.tensor([size[1] / w, size[0] / h], dtype=motion.dtype)[None, :, None, None]
-            flow = F.interpolate(motion, size=size, mode="nearest") * scale
+            scale = torch.tensor([size[1] / w, size[0] / h], dtype=motion.dtype, device=motion.device)
+            flow = F.interpolate(motion, size=size, mode="nearest") * scale[None, :, None, None]
             history = backward_warp(self._history, flow, mode="bicubic").clamp(0, 1 - 1e-4)
             weight = backward_warp(self._weight, flow, mode="nearest") * in_frame_mask(flow)
             weight = weight / (1 + s.velocity * flow.norm(dim=1, keepdim=True))
-            if depth_up is not None and self._depth is not None:
+            if depth_range is not None and self._depth is not None:
                 before = backward_warp(self._depth, flow, mode="nearest")
-                same = (before - depth_up).abs() <= s.depth_tolerance * depth_up.abs().clamp(min=1e-6)
+                near, far = depth_range
+                same = (before >= near * (1 - s.depth_tolerance)) & (before <= far * (1 + s.depth_tolerance))
                 weight = weight * same.to(weight.dtype)
             low, high = local_range(tone, jitter, size)
             history = torch.minimum(torch.maximum(history, low), high)
@@ -92,7 +95,7 @@ class TemporalUpscaler:
         out = (history * weight + bicubic * (near_weight + s.fallback_weight)) / total
         self._history = out
         self._weight = (weight + near_weight).clamp(max=s.max_weight)
-        self._depth = depth_up
+        self._depth = None if depth is None else upsample_unjittered(depth, jitter, size, mode="nearest")
         return _untone(out.clamp(0, 1 - 1e-4))
 
     def step(self, low: FrameBuffers, hints: CameraHints | None = None) -> np.ndarray:

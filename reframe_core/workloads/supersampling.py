@@ -155,7 +155,7 @@ def evaluate_supersampling(model, root: str, scale: float = 2.0, frames=None, cr
 
     per_method = {"network": [], "bicubic": [], "temporal": []}
     truth_tm, motions = [], []
-    runner = accumulator = None
+    runner = temporal_upscaler = None
     previous = None
     shown_frames = {frames[len(frames) // 2], frames[-1]} if crops is not None else set()
     written = []
@@ -163,11 +163,11 @@ def evaluate_supersampling(model, root: str, scale: float = 2.0, frames=None, cr
         low, high = data.load(frame, scale), data.load(frame, 1.0)
         size = high.color.shape[:2]
         if runner is None:
-            runner, accumulator = Supersampler(model, size), TemporalUpscaler(size)
+            runner, temporal_upscaler = Supersampler(model, size), TemporalUpscaler(size)
             runner.reset()
         hints = low.hints(previous)
         out = runner.step(low, hints).image
-        temporal = accumulator.step(low, hints)
+        temporal = temporal_upscaler.step(low, hints)
         jitter = torch.from_numpy(np.asarray(low.jitter, np.float32))[None]
         bicubic = to_image(bicubic_upscale(to_tensor(low.color), size, jitter))
         truth_tm.append(tonemap_ldr(high.color))

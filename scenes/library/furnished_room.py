@@ -1,9 +1,9 @@
 """A living room furnished with real models (Sweet Home 3D's CC0 Blend Swap catalog) under a real HDRI sky.
 
 Held out of every training run: the furniture meshes and their painted textures come from other people's work
-(see scenes/sweethome3d.py; needs `apt-get install sweethome3d-furniture`), and the light is one of the HDRI
-world maps Blender ships. Only the walls, floor and the camera move are ours: a slow sideways dolly that turns
-towards the sofa, the kind of move an architectural walkthrough makes.
+(see scenes/sweethome3d.py; needs `apt-get install sweethome3d-furniture`), and the sky is one of the HDRI world
+maps Blender ships. Ours are the walls, the floor, a sun and a warm point light, the layout and the camera move:
+a slow sideways dolly that turns towards the sofa, the kind of move an architectural walkthrough makes.
 """
 import math
 import os
@@ -44,17 +44,19 @@ def build(seed: int = 0):
     catalog.place("oakTable", (-0.7, 2.3))
     catalog.place("oakChair", (-0.7, 3.15), rotation_deg=0)
     catalog.place("oakChair", (-0.7, 1.45), rotation_deg=180)
-    catalog.place("bread", (-0.9, 2.2), elevation_cm=74.1)
-    catalog.place("littlePlant", (-0.4, 2.45), elevation_cm=74.1)
+    table_top = catalog.models["oakTable"].size_cm[2]
+    catalog.place("bread", (-0.9, 2.2), elevation_cm=table_top)
+    catalog.place("littlePlant", (-0.4, 2.45), elevation_cm=table_top)
     catalog.place("bookcase", (-2.8, 3.4), rotation_deg=90)
     catalog.place("televisionCabinet", (-2.65, 1.6), rotation_deg=90)
     catalog.place("drawersCabinet", (2.35, 4.65))
-    catalog.place("desklamp", (2.2, 4.65), elevation_cm=88.5)
-    catalog.place("kalender", (2.5, 4.6), elevation_cm=88.5)
+    drawers_top = catalog.models["drawersCabinet"].size_cm[2]
+    catalog.place("desklamp", (2.2, 4.65), elevation_cm=drawers_top)
+    catalog.place("kalender", (2.5, 4.6), elevation_cm=drawers_top)
     catalog.place("decorativePlant", (1.5, 4.55))
-    catalog.place("armchair2", (1.9, 2.5), rotation_deg=125)
+    catalog.place("armchair2", (1.9, 2.5), rotation_deg=125)  # turned to the open side of the room
     catalog.place("cuckooClock", (-1.7, 4.9), elevation_cm=120)
-    catalog.place("orchids", (-2.8, 3.4), elevation_cm=147.2)
+    catalog.place("orchids", (-2.8, 3.4), elevation_cm=catalog.models["bookcase"].size_cm[2])
 
     cam = c.camera(lens=28, location=(-1.0, -1.4, 1.55), rotation=(math.radians(82), 0, math.radians(-8)))
     c.keyframes(cam, "location", {1: (-1.0, -1.4, 1.55), 48: (1.0, -1.2, 1.5)})
