@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from reframe_core.evaluation.metrics import flip
+from reframe_core.frames.buffers import halton
 from reframe_core.frames.temporal_upscaler import TemporalUpscaler
 from reframe_core.frames.warp import to_image
 from reframe_core.networks.supersampling import upsample_unjittered
@@ -30,15 +31,6 @@ def _view(texture, offset, jx=0.0, jy=0.0, scale=1):
     return F.grid_sample(texture, grid, mode="bilinear", align_corners=False)
 
 
-def _halton(i, base):
-    f, r = 1.0, 0.0
-    while i > 0:
-        f /= base
-        r += f * (i % base)
-        i //= base
-    return r
-
-
 def _run(texture, speed, frames=24, upscaler=None):
     """Mean FLIP over the last half of the frames: (temporal, bicubic)."""
     upscaler = upscaler or TemporalUpscaler((H, W))
@@ -46,7 +38,7 @@ def _run(texture, speed, frames=24, upscaler=None):
     motion[:, 0] = speed / SCALE  # current -> previous, low-res pixels: the content came from the right
     scores = []
     for t in range(frames):
-        jx, jy = _halton(t + 1, 2) - 0.5, _halton(t + 1, 3) - 0.5
+        jx, jy = halton(t + 1, 2) - 0.5, halton(t + 1, 3) - 0.5
         low, jitter = _view(texture, t * speed, jx, jy, SCALE), torch.tensor([[jx, jy]])
         out = upscaler.step_tensors(low, jitter, None if t == 0 else motion)
         if t < frames // 2:
@@ -77,7 +69,7 @@ def test_history_the_current_frame_contradicts_is_dropped():
     upscaler = TemporalUpscaler((H, W))
     still = torch.zeros(1, 2, H // SCALE, W // SCALE)
     for t in range(8):
-        upscaler.step_tensors(square, torch.tensor([[_halton(t + 1, 2) - 0.5, _halton(t + 1, 3) - 0.5]]),
+        upscaler.step_tensors(square, torch.tensor([[halton(t + 1, 2) - 0.5, halton(t + 1, 3) - 0.5]]),
                               None if t == 0 else still)
     after = upscaler.step_tensors(background, torch.tensor([[0.0, 0.0]]), still)
     assert float((after - 0.2).abs().max()) < 0.01
@@ -127,7 +119,7 @@ def test_history_behind_a_disocclusion_is_dropped_by_the_depth_test():
     def left_over(depth_test: bool) -> float:
         upscaler = TemporalUpscaler((H, W))
         for t in range(8):
-            upscaler.step_tensors(with_square, torch.tensor([[_halton(t + 1, 2) - 0.5, _halton(t + 1, 3) - 0.5]]),
+            upscaler.step_tensors(with_square, torch.tensor([[halton(t + 1, 2) - 0.5, halton(t + 1, 3) - 0.5]]),
                                   None if t == 0 else still, near if depth_test else None)
         after = upscaler.step_tensors(wall, jitter, still, far if depth_test else None)
         return float((after - no_history)[..., 36:60, 36:60].abs().mean())
