@@ -26,11 +26,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from reframe_core.frames.buffers import FrameBuffers
 from reframe_core.frames.hints import CameraHints
-from reframe_core.frames.warp import backward_warp, in_frame_mask, to_image, to_tensor
+from reframe_core.frames.warp import backward_warp, in_frame_mask, to_image, to_tensor, upscale_motion
 from reframe_core.networks.supersampling import local_range, sample_distance, upsample_unjittered
 
 
@@ -79,8 +78,7 @@ class TemporalUpscaler:
         if fresh:
             history, weight = torch.zeros_like(bicubic), torch.zeros_like(near_weight)
         else:
-            scale = torch.tensor([size[1] / w, size[0] / h], dtype=motion.dtype, device=motion.device)
-            flow = F.interpolate(motion, size=size, mode="nearest") * scale[None, :, None, None]
+            flow = upscale_motion(motion, size)
             history = backward_warp(self._history, flow, mode="bicubic").clamp(0, 1 - 1e-4)
             weight = backward_warp(self._weight, flow, mode="nearest") * in_frame_mask(flow)
             weight = weight / (1 + s.velocity * flow.norm(dim=1, keepdim=True))

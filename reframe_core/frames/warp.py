@@ -70,6 +70,13 @@ def disocclusion_mask(motion_prev: torch.Tensor, previous_motion_next: torch.Ten
     return seen.to(motion_prev.dtype) * in_frame_mask(motion_prev)
 
 
+def upscale_motion(motion_lr: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, 2, h, w) low-res pixels -> (B, 2, H, W) display pixels (nearest: motion edges stay sharp)."""
+    h, w = motion_lr.shape[-2:]
+    scale = torch.tensor([size[1] / w, size[0] / h], dtype=motion_lr.dtype, device=motion_lr.device)
+    return F.interpolate(motion_lr, size=size, mode="nearest") * scale[None, :, None, None]
+
+
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """(H, W, C) or (H, W) numpy -> (1, C, H, W) float32 tensor."""
     array = np.asarray(image, dtype=np.float32)

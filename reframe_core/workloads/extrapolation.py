@@ -260,7 +260,7 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
         given = fb if cheap is None or runner.is_full_frame(hints) else cheap.load(frame, 1.0)
         result = runner.step(given, hints)
         shown, rendered = result.image, not result.network_ran
-        motion = to_tensor(given.motion_prev)
+        motion, depth = to_tensor(given.motion_prev), depth_tensor(given)
         if rendered:
             last_full = to_tensor(fb.color)
             reprojected, valid = last_full, torch.ones_like(last_full[:, :1])
@@ -270,7 +270,7 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
             reprojected = backward_warp(reprojected, motion)
             shading = backward_warp(shading, motion)
             valid = backward_warp(valid, motion, mode="nearest") * disocclusion_mask(
-                motion, previous_motion_next, depth=depth_tensor(given), previous_depth=previous_depth)
+                motion, previous_motion_next, depth=depth, previous_depth=previous_depth)
             holes = hole_region(valid)  # the region the network's residual may change
             # The non-learned peer of the shipped net: demodulated reprojection (its head at zero) with the same
             # holes filled by push-pull of the shading around them, re-lit by this frame's albedo.
@@ -281,7 +281,7 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
                 result_flip = flip(fb.color, image)
                 rows[name].append((result_flip.mean, psnr(tonemap_ldr(fb.color), tonemap_ldr(image))))
                 in_holes[name].append((float(result_flip.error_map[mask].sum()), int(mask.sum())))
-        previous, previous_motion_next, previous_depth = fb, to_tensor(given.motion_next), depth_tensor(given)
+        previous, previous_motion_next, previous_depth = fb, to_tensor(given.motion_next), depth
     report = {"dataset": str(root), "k": k, "extrapolated_frames": len(rows["network"]),
               "gbuffers": "cheap pass" if cheap is not None else "full render", "cheap_dataset": cheap_root}
     for name, values in rows.items():

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from reframe_core.errors import SettingsError
 from reframe_core.frames.buffers import FrameBuffers
@@ -20,7 +19,7 @@ from reframe_core.networks.supersampling import upsample_unjittered
 from reframe_core.frames.hints import CameraHints
 from reframe_core.frames.reprojection import depth_tensor
 from reframe_core.runtime.placement import Placement
-from reframe_core.frames.warp import backward_warp, to_image, to_tensor
+from reframe_core.frames.warp import backward_warp, to_image, to_tensor, upscale_motion  # noqa: F401 (re-exported)
 from reframe_core.workloads.base import RenderRequest, StepResult, Workload
 
 
@@ -29,13 +28,6 @@ def gbuffer(buffers: FrameBuffers) -> np.ndarray:
     median = buffers.scene_depth() or 1.0
     depth = np.where(buffers.alpha > 0, median / (median + np.maximum(buffers.depth, 0)), 0.0)
     return np.concatenate([buffers.albedo, buffers.normal, depth[..., None]], axis=-1).astype(np.float32)
-
-
-def upscale_motion(motion_lr: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(B, 2, h, w) low-res pixels -> (B, 2, H, W) display pixels (nearest: motion edges stay sharp)."""
-    h, w = motion_lr.shape[-2:]
-    scale = torch.tensor([size[1] / w, size[0] / h], dtype=motion_lr.dtype, device=motion_lr.device)
-    return F.interpolate(motion_lr, size=size, mode="nearest") * scale[None, :, None, None]
 
 
 def bicubic_upscale(color_lr: torch.Tensor, size: tuple[int, int], jitter: torch.Tensor | None = None) -> torch.Tensor:
@@ -148,11 +140,10 @@ def evaluate_supersampling(model, root: str, scale: float = 2.0, frames=None, cr
     from reframe_core.evaluation.metrics import flip, psnr, summarize, tonemap_ldr
     from reframe_core.evaluation.quality import temporal_instability
     from reframe_core.frames.dataset import Dataset, selected_frames
+    from reframe_core.frames.temporal_upscaler import TemporalUpscaler
 
     data = Dataset.open(root)
     frames = selected_frames(data, scale, frames)
-    from reframe_core.frames.temporal_upscaler import TemporalUpscaler
-
     per_method = {"network": [], "bicubic": [], "temporal": []}
     truth_tm, motions = [], []
     runner = temporal_upscaler = None
