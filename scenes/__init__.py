@@ -39,6 +39,10 @@ SCENES: dict[str, SceneEntry] = {e.name: e for e in (
     SceneEntry("emissive_transparent", "scenes.library.emissive_transparent", "emissive and transparent surfaces"),
     SceneEntry("furnished_room", "scenes.library.furnished_room",
                "real furniture models and textures (Sweet Home 3D CC0 catalog), HDRI light, slow dolly (held out)"),
+    SceneEntry("sunlit_kitchen", "scenes.library.sunlit_kitchen",
+               "real kitchen models (Sweet Home 3D CC0 catalog), low sun on flat painted walls (training data)"),
+    SceneEntry("bedroom_study", "scenes.library.bedroom_study",
+               "real bedroom and desk models (Sweet Home 3D CC0 catalog), morning HDRI sky (training data)"),
     SceneEntry("night_market", "scenes.library.night_market", "neon tubes, bulbs and glass windows at night (training data)"),
 )}
 

@@ -5,6 +5,7 @@ Everything here touches bpy and is deterministic for a given seed (``random.Rand
 from __future__ import annotations
 
 import math
+import os
 import random
 from typing import Callable, Iterable
 
@@ -43,6 +44,19 @@ def world(color=(0.05, 0.07, 0.12), strength: float = 1.0, horizon=(0.45, 0.55, 
     links.new(separate.outputs["Z"], ramp.inputs["Fac"])
     links.new(ramp.outputs["Color"], background.inputs["Color"])
     background.inputs["Strength"].default_value = strength
+
+
+def hdri_world(name: str, strength: float = 1.0) -> None:
+    """One of the HDRI world maps Blender ships (``datafiles/studiolights/world/``: city, courtyard, forest,
+    interior, night, studio, sunrise, sunset), as the sky and the light it casts."""
+    w = bpy.data.worlds.new("World")
+    bpy.context.scene.world = w
+    w.use_nodes = True
+    nodes, links = w.node_tree.nodes, w.node_tree.links
+    image = nodes.new("ShaderNodeTexEnvironment")
+    image.image = bpy.data.images.load(os.path.join(bpy.utils.system_resource("DATAFILES"), "studiolights", "world", name))
+    links.new(image.outputs["Color"], nodes["Background"].inputs["Color"])
+    nodes["Background"].inputs["Strength"].default_value = strength
 
 
 def material(name: str, build: Callable | None = None, **principled) -> bpy.types.Material:

@@ -304,3 +304,26 @@ def test_the_fe_workload_refuses_a_published_extranet_with_the_reason():
     published = ExtraNet(18, 3, inputs="color", residual="full").eval()
     with pytest.raises(ValueError, match="roughness and metallic passes"):
         Extrapolator(published)
+
+
+def test_range_correction_leaves_a_flat_area_its_colour_whatever_the_weights():
+    from reframe_core.errors import SettingsError
+
+    entry = get_network("ss")
+    colour = torch.tensor([0.9, 0.6, 0.3])[None, :, None, None].expand(1, 3, 16, 16).contiguous()
+    gbuffer = torch.rand(1, 7, 16, 16, generator=torch.Generator().manual_seed(1))  # the G-buffers vary; the colour does not
+    history = colour.new_ones(1, 3, 32, 32) * colour[:, :, :1, :1]
+    inputs = (colour, gbuffer, torch.tensor([[0.2, -0.1]]), history)
+    for design in ("v2", "v3"):
+        torch.manual_seed(0)
+        free = entry.build(design=design).eval()
+        torch.manual_seed(0)
+        ranged = entry.build(design=design, correction="range").eval()
+        with torch.no_grad():
+            for p in list(free.refine.parameters()) + list(ranged.refine.parameters()):
+                p.normal_(0, 0.5, generator=torch.Generator().manual_seed(2))  # a large, arbitrary correction
+            # Every candidate is the flat colour; "free" adds the layers' correction, "range" cannot.
+            assert (free(*inputs) - history).abs().max() > 0.05
+            torch.testing.assert_close(ranged(*inputs), history, rtol=1e-5, atol=1e-5)
+    with pytest.raises(SettingsError, match="correction must be one of"):
+        entry.build(design="v1", correction="range")

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.blender
 # Locally a missing Debian package skips (CI fails instead: conftest).
 needs_catalog = pytest.mark.skipif(not catalog_available(),
                                    reason="no furniture catalog (apt-get install sweethome3d-furniture)")
-REAL_ASSET_SCENES = {"furnished_room"}
+REAL_ASSET_SCENES = {"furnished_room", "sunlit_kitchen", "bedroom_study"}
 
 
 def _snapshot():

@@ -12,7 +12,7 @@ def _train(args) -> int:
                          batch=args.batch, sequence=args.sequence, crop=args.crop, lr=args.lr, seed=args.seed,
                          scale=args.scale, held_out=args.held_out.split(",") if args.held_out else [],
                          stop_after=args.stop_after, loss=args.loss, design=args.design, cache_in_loop=args.cache_in_loop,
-                         resolve_kernel=args.resolve_kernel,
+                         resolve_kernel=args.resolve_kernel, correction=args.correction,
                          width=args.width, fe_inputs=args.fe_inputs, fe_residual=args.fe_residual,
                          frames=args.frames or "", init=args.init or "")
     card = train(config, show_progress=not args.quiet)
@@ -46,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "v3 (v2's candidates with split's cut and a per-pixel resolve: a hit runs about a tenth of the FLOPs)")
     train.add_argument("--resolve-kernel", type=int, choices=(1, 3), default=1,
                        help="SS v3: kernel size of the first display-resolution layer (3: sees neighbours, costs a hit more)")
+    train.add_argument("--correction", choices=["free", "range"], default="free",
+                       help="SS v2/v3: the resolve's colour correction as predicted (free), or scaled by the current frame's "
+                            "local colour range (range: flat areas, where all candidates agree, keep their colour)")
     train.add_argument("--cache-in-loop", type=float, default=0.0, metavar="P",
                        help="SS: chance that each later frame of a training sequence reuses the slow (cached) branch's features "
                             "of the last frame that computed them, as a cache hit does (0: never)")

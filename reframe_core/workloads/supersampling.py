@@ -259,6 +259,8 @@ class SupersamplingWorkload(Workload):
         arch_config = {"width": config.width, "design": config.design}
         if config.resolve_kernel != 1:  # v3 only; older weights files do not carry it
             arch_config["resolve_kernel"] = config.resolve_kernel
+        if config.correction != "free":  # older weights files do not carry it
+            arch_config["correction"] = config.correction
         return arch_config, get_network(self.arch).build(**arch_config)
 
     def training_sequences(self, roots, config) -> list[list[_TrainingFrame]]:

@@ -6,9 +6,6 @@ maps Blender ships. Ours are the walls, the floor, a sun and a warm point light,
 a slow sideways dolly that turns towards the sofa, the kind of move an architectural walkthrough makes.
 """
 import math
-import os
-
-import bpy
 
 from scenes import common as c
 from scenes.sweethome3d import FurnitureCatalog
@@ -17,21 +14,10 @@ FRAMES = (1, 48)
 HDRI = "courtyard.exr"
 
 
-def _hdri_world(strength: float = 1.0) -> None:
-    world = bpy.data.worlds.new("World")
-    bpy.context.scene.world = world
-    world.use_nodes = True
-    nodes, links = world.node_tree.nodes, world.node_tree.links
-    image = nodes.new("ShaderNodeTexEnvironment")
-    image.image = bpy.data.images.load(os.path.join(bpy.utils.system_resource("DATAFILES"), "studiolights", "world", HDRI))
-    links.new(image.outputs["Color"], nodes["Background"].inputs["Color"])
-    nodes["Background"].inputs["Strength"].default_value = strength
-
-
 def build(seed: int = 0):
     catalog = FurnitureCatalog()  # first, so a missing catalog fails before the scene is replaced
     scene = c.new_scene(FRAMES)
-    _hdri_world(1.2)
+    c.hdri_world(HDRI, 1.2)
     c.sun(rotation=(math.radians(50), 0, math.radians(-60)), strength=1.6)
     c.point_light((0.2, 2.6, 2.4), power=150, color=(1.0, 0.85, 0.7))
     c.plane((0, 2.0, 0), size=9, mat=c.wood_material("Floor", scale=6), name="Floor")
