@@ -41,7 +41,7 @@ class TrainConfig:
     # last frame that computed them, as a cache hit does at inference: the net learns to work with them stale.
     cache_in_loop: float = 0.0
     resolve_kernel: int = 1  # SS v3: kernel of the first display-resolution layer (1 or 3)
-    correction: str = "free"  # SS v2/v3: "range" scales the resolve's colour correction by the local colour range
+    correction: str = "free"  # SS v2/v3: "range" / "bounded": networks.supersampling
     fe_inputs: str = "shading"  # FE colour space (networks.extranet: "shading" or "color")
     fe_residual: str = "holes"  # FE: where the head's residual applies (networks.extranet: "full" or "holes")
     checkpoint_every: int = 100

@@ -308,6 +308,7 @@ def test_the_fe_workload_refuses_a_published_extranet_with_the_reason():
 
 def test_range_correction_leaves_a_flat_area_its_colour_whatever_the_weights():
     from reframe_core.errors import SettingsError
+    from reframe_core.networks.supersampling import local_range
 
     entry = get_network("ss")
     colour = torch.tensor([0.9, 0.6, 0.3])[None, :, None, None].expand(1, 3, 16, 16).contiguous()
@@ -315,15 +316,28 @@ def test_range_correction_leaves_a_flat_area_its_colour_whatever_the_weights():
     history = colour.new_ones(1, 3, 32, 32) * colour[:, :, :1, :1]
     inputs = (colour, gbuffer, torch.tensor([[0.2, -0.1]]), history)
     for design in ("v2", "v3"):
-        torch.manual_seed(0)
-        free = entry.build(design=design).eval()
-        torch.manual_seed(0)
-        ranged = entry.build(design=design, correction="range").eval()
+        nets = {}
+        for correction in ("free", "range", "bounded"):
+            torch.manual_seed(0)
+            nets[correction] = entry.build(design=design, correction=correction).eval()
+            with torch.no_grad():
+                for p in nets[correction].refine.parameters():
+                    p.normal_(0, 0.5, generator=torch.Generator().manual_seed(2))  # a large, arbitrary correction
         with torch.no_grad():
-            for p in list(free.refine.parameters()) + list(ranged.refine.parameters()):
-                p.normal_(0, 0.5, generator=torch.Generator().manual_seed(2))  # a large, arbitrary correction
-            # Every candidate is the flat colour; "free" adds the layers' correction, "range" cannot.
-            assert (free(*inputs) - history).abs().max() > 0.05
-            torch.testing.assert_close(ranged(*inputs), history, rtol=1e-5, atol=1e-5)
+            # Every candidate is the flat colour; "free" adds the layers' correction, "range" and "bounded" cannot.
+            assert (nets["free"](*inputs) - history).abs().max() > 0.05
+            torch.testing.assert_close(nets["range"](*inputs), history, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(nets["bounded"](*inputs), history, rtol=1e-5, atol=1e-5)
+            # A sharp bright edge: "bounded" never leaves the range of the 3x3 low-res samples around each pixel
+            # (read at the pixel's nearest sample); the others overshoot it with these weights.
+            edge = torch.full((1, 3, 16, 16), 0.2)
+            edge[..., 8:] = 6.0
+            sharp = (edge, gbuffer, torch.tensor([[0.2, -0.1]]), torch.nn.functional.interpolate(edge, scale_factor=2))
+            tone = torch.log1p(edge)
+            low, high = local_range(tone, sharp[2], (32, 32))
+            for correction, net in nets.items():
+                out = torch.log1p(net(*sharp))
+                outside = ((out < low - 1e-5) | (out > high + 1e-5)).float().mean()
+                assert (outside == 0) if correction == "bounded" else (outside > 0.01), correction
     with pytest.raises(SettingsError, match="correction must be one of"):
         entry.build(design="v1", correction="range")

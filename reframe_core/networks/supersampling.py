@@ -122,20 +122,22 @@ class SupersamplingNet(nn.Module):
 
     DESIGNS = ("v1", "split", "v2", "v3")
 
-    CORRECTIONS = ("free", "range")
+    CORRECTIONS = ("free", "range", "bounded")
 
     def __init__(self, width: int = 24, design: str = "v2", resolve_kernel: int = 1, correction: str = "free"):
         super().__init__()
         if design not in self.DESIGNS:
             raise SettingsError(f"unknown supersampling design {design!r}: one of {', '.join(self.DESIGNS)}")
         if correction not in self.CORRECTIONS or (correction != "free" and design not in ("v2", "v3")):
-            raise SettingsError(f"correction must be one of {', '.join(self.CORRECTIONS)} ('range' with designs v2 and v3 "
-                                f"only), got {correction!r} with design {design!r}")
+            raise SettingsError(f"correction must be one of {', '.join(self.CORRECTIONS)}, and 'range' or 'bounded' needs "
+                                f"design v2 or v3: got {correction!r} with design {design!r}")
         self.design = design
         # v2/v3 resolve: how far the colour correction added to the candidates' blend may go. "free": as far as the
         # layers say. "range": scaled by the current frame's local colour range (per channel, log space), so on a
         # flat area, where every candidate already agrees, the layers cannot shift the colour: a network trained
         # on other scenes tinted a real scene's sunlit wall by 1.7 % that way, which FLIP sees over the whole wall.
+        # "bounded": "range", and the result kept inside that local range (TAA's clamp, applied to the output): no
+        # dark or coloured fringe beyond what the samples around a pixel hold, where a bright sky meets a wall.
         self.correction = correction
         # How the previous output is warped to the current frame (Supersampler and training read this).
         self.history_warp = "bicubic" if design in ("v2", "v3") else "bilinear"
@@ -204,9 +206,7 @@ class SupersamplingNet(nn.Module):
         distance = sample_distance(jitter, tone.shape[-2:], size).expand(tone.shape[0], -1, -1, -1)
         refined = self.refine(torch.cat([up, candidates.flatten(1, 2), distance], 1))
         weights = torch.softmax(refined[:, :V2_CANDIDATES], 1)[:, :, None]
-        out = (weights * candidates).sum(1) + self._correction(refined[:, V2_CANDIDATES:], low, high)
-        return torch.expm1(out.clamp(max=12))
-
+        return self._blend_output((weights * candidates).sum(1), refined[:, V2_CANDIDATES:], low, high)
 
     def _resolve_v3(self, tone, jitter, joint, past, size) -> torch.Tensor:
         """v2's candidates, resolved per pixel, with the display-resolution memory traffic kept down: the joint
@@ -223,11 +223,15 @@ class SupersamplingNet(nn.Module):
         channels = joint.shape[1]
         candidates = features[:, channels:channels + 3 * V2_CANDIDATES].unflatten(1, (V2_CANDIDATES, 3))
         weights = torch.softmax(refined[:, :V2_CANDIDATES], 1)[:, :, None]
-        out = (weights * candidates).sum(1) + self._correction(refined[:, V2_CANDIDATES:], low, high)
-        return torch.expm1(out.clamp(max=12))
+        return self._blend_output((weights * candidates).sum(1), refined[:, V2_CANDIDATES:], low, high)
 
-    def _correction(self, correction: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-        return correction * (high - low) if self.correction == "range" else correction
+    def _blend_output(self, blend: torch.Tensor, correction: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        if self.correction == "free":
+            return torch.expm1((blend + correction).clamp(max=12))
+        out = blend + correction * (high - low)
+        if self.correction == "bounded":
+            out = torch.minimum(torch.maximum(out, low), high)
+        return torch.expm1(out.clamp(max=12))
 
 
 CACHE_CUT = "slow"  # what the cache keeps between refreshes
