@@ -41,7 +41,7 @@ class TrainConfig:
     # last frame that computed them, as a cache hit does at inference: the net learns to work with them stale.
     cache_in_loop: float = 0.0
     resolve_kernel: int = 1  # SS v3: kernel of the first display-resolution layer (1 or 3)
-    correction: str = "free"  # SS v2/v3: "range" / "bounded": networks.supersampling
+    correction: str = "bounded"  # SS v2/v3 resolve (networks.supersampling): "free", "range" or "bounded" (shipped)
     fe_inputs: str = "shading"  # FE colour space (networks.extranet: "shading" or "color")
     fe_residual: str = "holes"  # FE: where the head's residual applies (networks.extranet: "full" or "holes")
     checkpoint_every: int = 100
@@ -53,6 +53,8 @@ class TrainConfig:
 
 
 LOSSES = ("log1p", "tonemap", "tonemap-grad")
+# What a checkpoint written before a setting existed used, where that differs from the setting's default now.
+SETTINGS_BEFORE_THEIR_OPTION = {"correction": "free"}
 
 
 def tonemap_torch(linear: torch.Tensor) -> torch.Tensor:
@@ -134,6 +136,7 @@ def train(config: TrainConfig, show_progress: bool = True) -> dict:
         state = torch.load(ckpt, map_location=device, weights_only=True)
         # Settings added after a checkpoint was written take their defaults (which is what that run used).
         defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+        defaults.update(SETTINGS_BEFORE_THEIR_OPTION)
         before, now = {**defaults, **state["config"], "stop_after": None}, {**asdict(config), "stop_after": None}
         if before != now:
             changed = ", ".join(f"{k} {before.get(k)!r} then, {now.get(k)!r} now" for k in sorted(set(before) | set(now))

@@ -195,6 +195,11 @@ class _Replay(torch.nn.Module):
         return self.features
 
 
+def _correction(config) -> str:
+    """The resolve's correction setting where the design has one (v2, v3); v1 and split add theirs freely."""
+    return config.correction if config.design in ("v2", "v3") else "free"
+
+
 @dataclass
 class _TrainingFrame:
     color: torch.Tensor  # (3, h, w)
@@ -259,8 +264,8 @@ class SupersamplingWorkload(Workload):
         arch_config = {"width": config.width, "design": config.design}
         if config.resolve_kernel != 1:  # v3 only; older weights files do not carry it
             arch_config["resolve_kernel"] = config.resolve_kernel
-        if config.correction != "free":  # older weights files do not carry it
-            arch_config["correction"] = config.correction
+        if _correction(config) != "free":  # older weights files do not carry it
+            arch_config["correction"] = _correction(config)
         return arch_config, get_network(self.arch).build(**arch_config)
 
     def training_sequences(self, roots, config) -> list[list[_TrainingFrame]]:
@@ -342,4 +347,4 @@ class SupersamplingWorkload(Workload):
         return loss / frames
 
     def card_fields(self, config) -> dict:
-        return {"scale": config.scale, "design": config.design, "cache_in_loop": config.cache_in_loop}
+        return {"scale": config.scale, "design": config.design, "correction": _correction(config), "cache_in_loop": config.cache_in_loop}
