@@ -40,6 +40,10 @@ class TrainConfig:
     # SS: chance that a later frame of a training sequence reuses the slow (cached) branch's features of the
     # last frame that computed them, as a cache hit does at inference: the net learns to work with them stale.
     cache_in_loop: float = 0.0
+    # SS: frames run before each training sequence, without gradient or loss, so that the history fed back into
+    # its first trained frame has aged as it does at inference (a 16-frame shot feeds back 15 outputs; a network
+    # trained on 4-frame windows only met fresh history, and on held-out shots did better with history reset).
+    history_burn_in: int = 0
     resolve_kernel: int = 1  # SS v3: kernel of the first display-resolution layer (1 or 3)
     correction: str = "bounded"  # SS v2/v3 resolve (networks.supersampling): "free", "range" or "bounded" (shipped)
     fe_inputs: str = "shading"  # FE colour space (networks.extranet: "shading" or "color")
@@ -115,6 +119,8 @@ def train(config: TrainConfig, show_progress: bool = True) -> dict:
         raise SettingsError(f"unknown loss {config.loss!r}: one of {', '.join(LOSSES)}")
     if not 0 <= config.cache_in_loop < 1:
         raise SettingsError(f"--cache-in-loop must be in [0, 1) (the chance of a simulated cache hit per frame), got {config.cache_in_loop}")
+    if config.history_burn_in < 0:
+        raise SettingsError(f"--history-burn-in must be 0 or more frames, got {config.history_burn_in}")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(config.seed)
     arch_config, model = workload.training_network(config)

@@ -171,6 +171,46 @@ def test_cache_in_the_loop_trains_on_what_a_cache_hit_computes():
     assert net.slow.__class__.__name__ == "Sequential"  # the slow branch is put back
 
 
+def test_history_burn_in_ages_the_history_without_training_on_it():
+    """--history-burn-in: the first frames of a window only produce the history the trained frames start from;
+    they add nothing to the loss and no gradient flows back through them."""
+    from reframe_core.frames.warp import backward_warp
+    from reframe_core.training import image_loss
+    from reframe_core.workloads import get_workload
+    from reframe_core.workloads.supersampling import bicubic_upscale
+
+    torch.manual_seed(0)
+    net = get_network("ss").build(width=8, design="v2", correction="bounded")
+    frames, burn_in, size = 5, 3, (16, 16)
+    batch = {"color": torch.rand(frames, 1, 3, 8, 8), "gbuffer": torch.rand(frames, 1, 7, 8, 8),
+             "jitter": torch.rand(frames, 1, 2) - 0.5, "motion": torch.randn(frames, 1, 2, *size),
+             "target": torch.rand(frames, 1, 3, *size), "burn_in": burn_in}
+    trained = get_workload("ss").training_loss(net, batch, "cpu")
+    trained.backward()
+    got = [p.grad.clone() for p in net.parameters()]
+
+    net.zero_grad()
+    previous, expected = None, 0.0
+    for t in range(frames):  # the same chain by hand: aged history, detached, then the trained frames
+        color, jitter = batch["color"][t], batch["jitter"][t]
+        history = bicubic_upscale(color, size, jitter) if previous is None else backward_warp(previous, batch["motion"][t], mode="bicubic")
+        previous = net(color, batch["gbuffer"][t], jitter, history)
+        if t < burn_in:
+            previous = previous.detach()
+        else:
+            expected = expected + image_loss(previous, batch["target"][t]) / (frames - burn_in)
+    expected.backward()
+    assert float(trained) == pytest.approx(float(expected), rel=1e-6)
+    for a, b in zip(got, (p.grad for p in net.parameters())):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+
+
+def test_history_burn_in_needs_runs_long_enough(tiny_dataset, tmp_path, capsys):
+    assert _train(tiny_dataset, tmp_path / "w.pt", 1, "--history-burn-in", "4") == 2  # 4 + 3 frames > the 6 captured
+    err = capsys.readouterr().err
+    assert "no run of 7 frames" in err and "the longest run has 6" in err and not (tmp_path / "w.pt").exists()
+
+
 def test_fine_tuning_starts_from_the_shipped_weights_on_the_chosen_frames(tiny_dataset, tmp_path, capsys):
     from reframe_core.weights import shipped
 

@@ -9,7 +9,7 @@ def _train(args) -> int:
     from reframe_core.training import TrainConfig, train
 
     config = TrainConfig(workload=args.workload, data=args.data.split(","), out=args.out, steps=args.steps,
-                         batch=args.batch, sequence=args.sequence, crop=args.crop, lr=args.lr, seed=args.seed,
+                         batch=args.batch, sequence=args.sequence, history_burn_in=args.history_burn_in, crop=args.crop, lr=args.lr, seed=args.seed,
                          scale=args.scale, held_out=args.held_out.split(",") if args.held_out else [],
                          stop_after=args.stop_after, loss=args.loss, design=args.design, cache_in_loop=args.cache_in_loop,
                          resolve_kernel=args.resolve_kernel, correction=args.correction,
@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--steps", type=int, default=3000)
     train.add_argument("--batch", type=int, default=4)
     train.add_argument("--sequence", type=int, default=4, help="frames unrolled per sample (temporal feedback)")
+    train.add_argument("--history-burn-in", type=int, default=0, metavar="N",
+                       help="SS: run N frames before each sequence without gradient, so the fed-back history it starts "
+                            "from has aged as at inference (costs about a third of a trained frame each)")
     train.add_argument("--crop", type=int, default=96, help="display-resolution crop side")
     train.add_argument("--lr", type=float, default=2e-3)
     train.add_argument("--scale", type=float, default=2.0)

@@ -390,6 +390,8 @@ class ExtrapolationWorkload(Workload):
 
     def training_batch(self, sequences, config, generator) -> dict:
         """Windows of 4 frames (t-3 .. t) and a crop, as (T, B, C, H, W) tensors."""
+        if config.history_burn_in:
+            raise SettingsError("--history-burn-in is for SS training (ExtraNet's windows have no fed-back output): drop it")
         usable = [s for s in sequences if len(s) >= 4]
         if not usable:
             raise SettingsError("no run of 4 frames without a camera cut in the data; capture longer sequences")

@@ -288,39 +288,47 @@ class SupersamplingWorkload(Workload):
         return sequences
 
     def training_batch(self, sequences, config, generator) -> dict:
-        """Tensors shaped (T, B, C, H, W) for random sequence windows and crops."""
-        usable = [s for s in sequences if len(s) >= config.sequence]
+        """Tensors shaped (T, B, C, H, W) for random sequence windows and crops; T counts the burn-in frames
+        (``config.history_burn_in``) first, then the trained ones (``config.sequence``)."""
+        length = config.history_burn_in + config.sequence
+        usable = [s for s in sequences if len(s) >= length]
         if not usable:
-            raise SettingsError(f"no run of {config.sequence} frames without a camera cut in the data; capture longer sequences")
+            longest = max((len(s) for s in sequences), default=0)
+            raise SettingsError(f"no run of {length} frames without a camera cut in the data ({config.history_burn_in} burn-in + "
+                                f"{config.sequence} trained; the longest run has {longest}): capture longer sequences or "
+                                "lower --sequence / --history-burn-in")
         crop = config.crop
         low_crop = int(round(crop / config.scale))
         batch = {k: [] for k in ("color", "gbuffer", "jitter", "motion", "target")}
         for _ in range(config.batch):
             seq = usable[int(torch.randint(len(usable), (1,), generator=generator))]
-            start = int(torch.randint(len(seq) - config.sequence + 1, (1,), generator=generator))
+            start = int(torch.randint(len(seq) - length + 1, (1,), generator=generator))
             height, width = seq[0].target.shape[-2:]
             lx = int(torch.randint(int(width / config.scale) - low_crop + 1, (1,), generator=generator))
             ly = int(torch.randint(int(height / config.scale) - low_crop + 1, (1,), generator=generator))
             hx, hy = int(round(lx * config.scale)), int(round(ly * config.scale))
-            window = seq[start:start + config.sequence]
+            window = seq[start:start + length]
             batch["color"].append(torch.stack([f.color[:, ly:ly + low_crop, lx:lx + low_crop] for f in window]))
             batch["gbuffer"].append(torch.stack([f.gbuffer[:, ly:ly + low_crop, lx:lx + low_crop] for f in window]))
             batch["jitter"].append(torch.stack([f.jitter for f in window]))
             batch["motion"].append(torch.stack([f.motion[:, hy:hy + crop, hx:hx + crop] for f in window]))
             batch["target"].append(torch.stack([f.target[:, hy:hy + crop, hx:hx + crop] for f in window]))
         out = {k: torch.stack(v, dim=1) for k, v in batch.items()}
+        out["burn_in"] = config.history_burn_in
         if config.cache_in_loop > 0:
             # Per frame of the window, for the whole batch: True = a cache hit (the first frame always computes).
-            reuse = torch.rand(config.sequence, generator=generator) < config.cache_in_loop
+            reuse = torch.rand(length, generator=generator) < config.cache_in_loop
             reuse[0] = False
             out["reuse"] = reuse
         return out
 
     def training_loss(self, model, batch, device, kind: str = "log1p") -> torch.Tensor:
-        """:func:`reframe_core.training.image_loss` over every frame of the unrolled sequence."""
+        """:func:`reframe_core.training.image_loss` over every trained frame of the unrolled sequence (the
+        burn-in frames before them only age the history, without gradient)."""
         from reframe_core.training import image_loss
 
         frames = batch["color"].shape[0]
+        burn_in = batch.get("burn_in", 0)
         size = batch["target"].shape[-2:]
         previous = None
         loss = 0.0
@@ -337,14 +345,17 @@ class SupersamplingWorkload(Workload):
                            else backward_warp(previous, batch["motion"][t].to(device), mode=warp_mode))
                 if reuse is not None and bool(reuse[t]):
                     model.slow = _Replay(cached[0])  # a hit: the slow branch's features of an earlier frame
-                out = model(color, batch["gbuffer"][t].to(device), jitter, history)
+                with torch.set_grad_enabled(t >= burn_in and torch.is_grad_enabled()):
+                    out = model(color, batch["gbuffer"][t].to(device), jitter, history)
                 model.slow = slow
-                loss = loss + image_loss(out, batch["target"][t].to(device), kind)
+                if t >= burn_in:
+                    loss = loss + image_loss(out, batch["target"][t].to(device), kind)
                 previous = out
         finally:
             model.slow = slow
             keep.remove()
-        return loss / frames
+        return loss / (frames - burn_in)
 
     def card_fields(self, config) -> dict:
-        return {"scale": config.scale, "design": config.design, "correction": _correction(config), "cache_in_loop": config.cache_in_loop}
+        return {"scale": config.scale, "design": config.design, "correction": _correction(config), "cache_in_loop": config.cache_in_loop,
+                "history_burn_in": config.history_burn_in}
