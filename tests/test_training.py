@@ -63,6 +63,27 @@ def test_eval_reports_network_and_bicubic(tiny_dataset, tmp_path, capsys):
     assert main(["eval", "--data", str(tiny_dataset), "--weights", str(weights), "--policy", "every:2"]) == 0
 
 
+def test_eval_reset_history_scores_every_frame_as_a_first_frame(tiny_dataset, tmp_path, capsys):
+    """--reset-history: the network's mean FLIP is the mean of one-frame evaluations (each a fresh start),
+    which the fed-back run is not."""
+    weights = tmp_path / "w.pt"
+    assert _train(tiny_dataset, weights, 3) == 0
+
+    def network_flip(*extra):
+        path = tmp_path / "q.json"
+        assert main(["eval", "--data", str(tiny_dataset), "--weights", str(weights), "--json", str(path), *extra]) == 0
+        return json.loads(path.read_text())["reports"][0]["network"]["flip_mean"]
+
+    alone = [network_flip("--frames", f"{n}-{n}") for n in range(3, 9)]
+    capsys.readouterr()
+    reset = network_flip("--reset-history")
+    assert "history reset on every frame" in capsys.readouterr().out
+    assert reset == pytest.approx(sum(alone) / len(alone), rel=1e-6)
+    assert network_flip() != pytest.approx(reset, rel=1e-4)
+    assert main(["eval", "--workload", "fe", "--data", str(tiny_dataset), "--reset-history"]) == 2
+    assert "--reset-history is for --workload ss" in capsys.readouterr().err
+
+
 def test_eval_writes_side_by_side_crops_of_the_native_render(tiny_dataset, tmp_path):
     import numpy as np
     from PIL import Image
@@ -217,13 +238,13 @@ def test_fine_tuning_starts_from_the_shipped_weights_on_the_chosen_frames(tiny_d
     # Adam moves every weight by about lr per step whatever the gradient: at lr 1e-9 the result is the start.
     tuned = tmp_path / "tuned.pt"
     assert _train(tiny_dataset, tuned, 2, "--init", "shipped", "--frames", "3-5", "--lr", "1e-9") == 0
-    start, _ = load_network(shipped("ss_x2"), "ss")
+    start, shipped_payload = load_network(shipped("ss_x2"), "ss")
     model, payload = load_network(tuned, "ss")
     for (name, x), (_, y) in zip(start.state_dict().items(), model.state_dict().items()):
         torch.testing.assert_close(y, x, rtol=0, atol=1e-6, msg=name)
     card = payload["card"]
     assert card["train_frames"] == 3 and card["frames"] == "3-5"  # of the six frames 3-8
-    assert card["init"]["file"].endswith("ss_x2.pt") and card["init"]["steps"] == 4000
+    assert card["init"]["file"].endswith("ss_x2.pt") and card["init"]["steps"] == shipped_payload["card"]["steps"]
     # Another configuration than the shipped one is refused with what differs; frames the data lacks too.
     capsys.readouterr()
     assert _train(tiny_dataset, tmp_path / "v3.pt", 1, "--init", "shipped", "--design", "v3") == 2

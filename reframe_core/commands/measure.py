@@ -49,6 +49,8 @@ def _bench_cache(args) -> int:
 def _evaluate(args) -> int:
     from reframe_core.workloads import get_workload
 
+    if args.reset_history and args.workload != "ss":
+        raise SettingsError("--reset-history is for --workload ss (the SS network's fed-back output); drop it for fe")
     workload = get_workload(args.workload, k=args.k)
     model, payload = workload.load(args.weights, args.scale)
     if args.policy:
@@ -63,7 +65,8 @@ def _evaluate(args) -> int:
     from reframe_core.frames.ranges import parse_frames
 
     frames = parse_frames(args.frames) if args.frames else None
-    reports = [workload.evaluate(model, root, args.scale, cheap_root=c, frames=frames, crops=args.crops)
+    history = {"reset_history": True} if args.reset_history else {}
+    reports = [workload.evaluate(model, root, args.scale, cheap_root=c, frames=frames, crops=args.crops, **history)
                for root, c in zip(roots, cheap)]
     print(workload.format_evaluation(reports))
     if args.json:
@@ -300,6 +303,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--crops", metavar="DIR", help="SS: write side-by-side crops (bicubic | network | native) of "
                                                          "the middle and last frame of each dataset to DIR, cut where "
                                                          "bicubic is worst")
+    evaluate.add_argument("--reset-history", action="store_true",
+                          help="SS: start the network afresh on every frame (no fed-back history): what the temporal feedback is worth")
     evaluate.add_argument("--json", help="also write the figures as JSON")
     evaluate.set_defaults(run=_evaluate)
 

@@ -130,13 +130,15 @@ def save_comparison_crops(path: Path, images: dict, flip_map: np.ndarray) -> dic
     return {"png": str(path), "top": top, "left": left, "side": side}
 
 
-def evaluate_supersampling(model, root: str, scale: float = 2.0, frames=None, crops: str | Path | None = None) -> dict:
+def evaluate_supersampling(model, root: str, scale: float = 2.0, frames=None, crops: str | Path | None = None,
+                           reset_history: bool = False) -> dict:
     """Run ``model`` (a SupersamplingNet or a CachedModel of one) over a dataset; the network's display-resolution
     output, the bicubic up-sampling of the same jittered low-res frame and the non-neural temporal upscaler
     (:class:`TemporalUpscaler`, what a user gets without a network) fed the same frames, all against the native
     scale-1 render: FLIP (LDR), PSNR of the tonemapped images and temporal instability. ``frames``: only these (a
     range). ``crops``: a folder for side-by-side crops (bicubic | temporal | network | native) of the middle and
-    the last frame."""
+    the last frame. ``reset_history``: the network starts afresh on every frame (no fed-back output), which
+    measures what its temporal feedback is worth; the baselines are unchanged."""
     from reframe_core.evaluation.metrics import flip, psnr, summarize, tonemap_ldr
     from reframe_core.evaluation.quality import temporal_instability
     from reframe_core.frames.dataset import Dataset, selected_frames
@@ -157,6 +159,8 @@ def evaluate_supersampling(model, root: str, scale: float = 2.0, frames=None, cr
             runner, temporal_upscaler = Supersampler(model, size), TemporalUpscaler(size)
             runner.reset()
         hints = low.hints(previous)
+        if reset_history:
+            runner.reset()
         out = runner.step(low, hints).image
         temporal = temporal_upscaler.step(low, hints)
         jitter = torch.from_numpy(np.asarray(low.jitter, np.float32))[None]
@@ -171,12 +175,13 @@ def evaluate_supersampling(model, root: str, scale: float = 2.0, frames=None, cr
                 path, {"bicubic": bicubic, "temporal": temporal, "network": out, "native": high.color},
                 flip(high.color, bicubic).error_map)})
         previous = low
-    report = {"dataset": str(root), "frames": len(frames), "scale": scale}
+    report = {"dataset": str(root), "frames": len(frames), "scale": scale, **({"history": "reset"} if reset_history else {})}
     if written:
         report["crops"] = written
     for name, rows in per_method.items():
         report[name] = {**summarize([r[0] for r in rows], [r[1] for r in rows]),
-                        "instability": temporal_instability([r[2] for r in rows], truth_tm, motions)}
+                        "instability": temporal_instability([r[2] for r in rows], truth_tm, motions),
+                        "flip_per_frame": {frame: round(float(r[0]), 6) for frame, r in zip(frames, rows)}}
     report["flip_reduction_vs_bicubic"] = 1 - report["network"]["flip_mean"] / report["bicubic"]["flip_mean"]
     report["flip_reduction_vs_temporal"] = 1 - report["network"]["flip_mean"] / report["temporal"]["flip_mean"]
     return report
@@ -241,8 +246,8 @@ class SupersamplingWorkload(Workload):
         jitter = torch.from_numpy(np.asarray(frame.jitter, np.float32))[None]
         return to_image(bicubic_upscale(to_tensor(frame.color), tuple(display_size), jitter))
 
-    def evaluate(self, model, root, scale: float = 2.0, frames=None, crops=None, **options) -> dict:
-        return evaluate_supersampling(model, root, scale, frames, crops)
+    def evaluate(self, model, root, scale: float = 2.0, frames=None, crops=None, reset_history: bool = False, **options) -> dict:
+        return evaluate_supersampling(model, root, scale, frames, crops, reset_history)
 
     def format_evaluation(self, reports: list[dict]) -> str:
         # "temporal" is the non-neural accumulating upscaler; "vs bic" / "vs temp" are the network's FLIP reductions.
@@ -254,6 +259,8 @@ class SupersamplingWorkload(Workload):
                          f"{t['flip_mean']:>13.4f} {r['flip_reduction_vs_bicubic']:>7.1%} {r['flip_reduction_vs_temporal']:>7.1%} "
                          f"{n['psnr_mean']:>9.2f} {b['psnr_mean']:>9.2f} {n['instability']:>10.4f} {b['instability']:>10.4f} "
                          f"{t['instability']:>11.4f}")
+        if any(r.get("history") == "reset" for r in reports):
+            lines.append("net: history reset on every frame (--reset-history)")
         return "\n".join(lines)
 
     # Training: random crops of short sequences; the network's own previous output, warped by motion, is fed
