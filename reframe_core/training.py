@@ -42,7 +42,7 @@ class TrainConfig:
     cache_in_loop: float = 0.0
     # SS: frames run before each training sequence, without gradient or loss, so that the history fed back into
     # its first trained frame has aged as it does at inference (a 16-frame shot feeds back 15 outputs; a network
-    # trained on 4-frame windows only met fresh history, and on held-out shots did better with history reset).
+    # trained on 4-frame windows only met fresh history, and on two held-out sets did better with its history reset).
     history_burn_in: int = 0
     resolve_kernel: int = 1  # SS v3: kernel of the first display-resolution layer (1 or 3)
     correction: str = "bounded"  # SS v2/v3 resolve (networks.supersampling): "free", "range" or "bounded" (shipped)
