@@ -45,7 +45,7 @@ class TrainConfig:
     # trained on 4-frame windows only met fresh history, and on two held-out sets did better with its history reset).
     history_burn_in: int = 0
     resolve_kernel: int = 1  # SS v3: kernel of the first display-resolution layer (1 or 3)
-    correction: str = "bounded"  # SS v2/v3 resolve (networks.supersampling): "free", "range" or "bounded" (shipped)
+    correction: str = "range"  # SS v2/v3 resolve (networks.supersampling): "free", "range" (shipped) or "bounded"
     fe_inputs: str = "shading"  # FE colour space (networks.extranet: "shading" or "color")
     fe_residual: str = "holes"  # FE: where the head's residual applies (networks.extranet: "full" or "holes")
     checkpoint_every: int = 100

@@ -49,10 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "v3 (v2's candidates with split's cut and a per-pixel resolve: a hit runs about a tenth of the FLOPs)")
     train.add_argument("--resolve-kernel", type=int, choices=(1, 3), default=1,
                        help="SS v3: kernel size of the first display-resolution layer (3: sees neighbours, costs a hit more)")
-    train.add_argument("--correction", choices=["free", "range", "bounded"], default="bounded",
+    train.add_argument("--correction", choices=["free", "range", "bounded"], default="range",
                        help="SS designs v2 and v3 (the others ignore it): the resolve's colour correction as predicted (free), or scaled by the current frame's "
-                            "local colour range (range: flat areas, where all candidates agree, keep their colour), and the "
-                            "output also kept inside that range (bounded, the shipped choice: no fringes beyond the neighbouring samples)")
+                            "local colour range (range, the shipped choice: flat areas, where all candidates agree, keep their colour), and the "
+                            "output also kept inside that range (bounded: no fringes beyond the neighbouring samples, but no texture beyond them either)")
     train.add_argument("--cache-in-loop", type=float, default=0.0, metavar="P",
                        help="SS: chance that each later frame of a training sequence reuses the slow (cached) branch's features "
                             "of the last frame that computed them, as a cache hit does (0: never)")
