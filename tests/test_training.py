@@ -232,6 +232,19 @@ def test_history_burn_in_needs_runs_long_enough(tiny_dataset, tmp_path, capsys):
     assert "no run of 7 frames" in err and "the longest run has 6" in err and not (tmp_path / "w.pt").exists()
 
 
+def test_correction_is_refused_where_the_design_has_none(tiny_dataset, tmp_path, capsys):
+    # v1 and split add their correction freely: asking them for another must not train a network silently without it.
+    out = tmp_path / "v1.pt"
+    assert _train(tiny_dataset, out, 1, "--design", "v1", "--correction", "range") == 2
+    assert "--correction range needs --design v2 or v3" in capsys.readouterr().err
+    assert not out.exists() and not out.with_suffix(".ckpt").exists()
+    assert _train(tiny_dataset, out, 1, "--design", "v1") == 0  # without the option, each design takes its own
+    assert "correction" not in load_network(out, "ss")[1]["config"]
+    ranged = tmp_path / "v2.pt"
+    assert _train(tiny_dataset, ranged, 1) == 0
+    assert load_network(ranged, "ss")[1]["config"]["correction"] == "range"
+
+
 def test_fine_tuning_starts_from_the_shipped_weights_on_the_chosen_frames(tiny_dataset, tmp_path, capsys):
     from reframe_core.weights import shipped
 

@@ -6,13 +6,18 @@ from pathlib import Path
 
 
 def _train(args) -> int:
+    from reframe_core.errors import SettingsError
     from reframe_core.training import TrainConfig, train
 
+    if args.correction not in (None, "free") and args.design not in ("v2", "v3"):
+        raise SettingsError(f"--correction {args.correction} needs --design v2 or v3 (design {args.design} adds its "
+                            "correction freely): drop --correction, or choose one of those designs")
     config = TrainConfig(workload=args.workload, data=args.data.split(","), out=args.out, steps=args.steps,
                          batch=args.batch, sequence=args.sequence, history_burn_in=args.history_burn_in, crop=args.crop, lr=args.lr, seed=args.seed,
                          scale=args.scale, held_out=args.held_out.split(",") if args.held_out else [],
                          stop_after=args.stop_after, loss=args.loss, design=args.design, cache_in_loop=args.cache_in_loop,
-                         resolve_kernel=args.resolve_kernel, correction=args.correction,
+                         resolve_kernel=args.resolve_kernel,
+                         correction=args.correction or TrainConfig.correction,
                          width=args.width, fe_inputs=args.fe_inputs, fe_residual=args.fe_residual,
                          frames=args.frames or "", init=args.init or "")
     card = train(config, show_progress=not args.quiet)
@@ -49,8 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "v3 (v2's candidates with split's cut and a per-pixel resolve: a hit runs about a tenth of the FLOPs)")
     train.add_argument("--resolve-kernel", type=int, choices=(1, 3), default=1,
                        help="SS v3: kernel size of the first display-resolution layer (3: sees neighbours, costs a hit more)")
-    train.add_argument("--correction", choices=["free", "range", "bounded"], default="range",
-                       help="SS designs v2 and v3 (the others ignore it): the resolve's colour correction as predicted (free), or scaled by the current frame's "
+    train.add_argument("--correction", choices=["free", "range", "bounded"],
+                       help="SS designs v2 and v3 (default range; v1 and split only add theirs freely): the resolve's colour correction as predicted (free), or scaled by the current frame's "
                             "local colour range (range, the shipped choice: flat areas, where all candidates agree, keep their colour), and the "
                             "output also kept inside that range (bounded: no fringes beyond the neighbouring samples, but no texture beyond them either)")
     train.add_argument("--cache-in-loop", type=float, default=0.0, metavar="P",
