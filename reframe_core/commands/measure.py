@@ -65,8 +65,8 @@ def _evaluate(args) -> int:
     from reframe_core.frames.ranges import parse_frames
 
     frames = parse_frames(args.frames) if args.frames else None
-    history = {"reset_history": True} if args.reset_history else {}
-    reports = [workload.evaluate(model, root, args.scale, cheap_root=c, frames=frames, crops=args.crops, **history)
+    reports = [workload.evaluate(model, root, args.scale, cheap_root=c, frames=frames, crops=args.crops,
+                                 reset_history=args.reset_history)
                for root, c in zip(roots, cheap)]
     print(workload.format_evaluation(reports))
     if args.json:
