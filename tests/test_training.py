@@ -160,14 +160,25 @@ def test_tonemap_loss_matches_the_metric_tonemap_and_has_finite_gradients():
     assert torch.isfinite(out.grad).all() and out.grad.abs().sum() > 0
 
 
+def _history(previous, batch, t, size, previous_depth):
+    """The history of frame t as inference builds it (Supersampler.step), and frame t's depth at display size."""
+    from reframe_core.frames.warp import backward_warp
+    from reframe_core.networks.supersampling import upsample_unjittered
+    from reframe_core.workloads.supersampling import bicubic_upscale, checked_history
+
+    color, jitter, depth = batch["color"][t], batch["jitter"][t], batch["depth"][t]
+    if previous is None:
+        return bicubic_upscale(color, size, jitter), upsample_unjittered(depth, jitter, size, mode="nearest")
+    flow = batch["motion"][t]
+    return checked_history(backward_warp(previous, flow, mode="bicubic"), flow, color, jitter, depth, previous_depth)
+
+
 def test_cache_in_the_loop_trains_on_what_a_cache_hit_computes():
     """Training's simulated hits (--cache-in-loop) give exactly the cached network's hit output: the slow
     features of the last computed frame, the fast branch and resolve of the current one."""
     from reframe_core.caching.cache import cache_model
-    from reframe_core.frames.warp import backward_warp
     from reframe_core.training import image_loss
     from reframe_core.workloads import get_workload
-    from reframe_core.workloads.supersampling import bicubic_upscale
 
     torch.manual_seed(0)
     net = get_network("ss").build(width=8, design="v3")
@@ -176,14 +187,15 @@ def test_cache_in_the_loop_trains_on_what_a_cache_hit_computes():
     frames, size = 3, (16, 16)
     batch = {"color": torch.rand(frames, 1, 3, 8, 8), "gbuffer": torch.rand(frames, 1, 7, 8, 8),
              "jitter": torch.rand(frames, 1, 2) - 0.5, "motion": torch.randn(frames, 1, 2, *size),
-             "target": torch.rand(frames, 1, 3, *size), "reuse": torch.tensor([False, True, True])}
+             "target": torch.rand(frames, 1, 3, *size), "depth": torch.rand(frames, 1, 1, 8, 8) + 1,
+             "reuse": torch.tensor([False, True, True])}
     trained = get_workload("ss").training_loss(net, batch, "cpu")
 
     cached = cache_model(net, (batch["color"][0], batch["gbuffer"][0], batch["jitter"][0], torch.rand(1, 3, *size)), cut="slow")
-    expected, previous = 0.0, None
+    expected, previous, depth = 0.0, None, None
     for t in range(frames):
         color, jitter = batch["color"][t], batch["jitter"][t]
-        history = bicubic_upscale(color, size, jitter) if previous is None else backward_warp(previous, batch["motion"][t], mode="bicubic")
+        history, depth = _history(previous, batch, t, size, depth)
         previous = cached(color, batch["gbuffer"][t], jitter, history, refresh=t == 0)
         expected += float(image_loss(previous, batch["target"][t])) / frames
     assert float(trained) == pytest.approx(expected, rel=1e-6)
@@ -195,26 +207,24 @@ def test_cache_in_the_loop_trains_on_what_a_cache_hit_computes():
 def test_history_burn_in_ages_the_history_without_training_on_it():
     """--history-burn-in: the first frames of a window only produce the history the trained frames start from;
     they add nothing to the loss and no gradient flows back through them."""
-    from reframe_core.frames.warp import backward_warp
     from reframe_core.training import image_loss
     from reframe_core.workloads import get_workload
-    from reframe_core.workloads.supersampling import bicubic_upscale
 
     torch.manual_seed(0)
     net = get_network("ss").build(width=8, design="v2", correction="bounded")
     frames, burn_in, size = 5, 3, (16, 16)
     batch = {"color": torch.rand(frames, 1, 3, 8, 8), "gbuffer": torch.rand(frames, 1, 7, 8, 8),
              "jitter": torch.rand(frames, 1, 2) - 0.5, "motion": torch.randn(frames, 1, 2, *size),
-             "target": torch.rand(frames, 1, 3, *size), "burn_in": burn_in}
+             "target": torch.rand(frames, 1, 3, *size), "depth": torch.rand(frames, 1, 1, 8, 8) + 1, "burn_in": burn_in}
     trained = get_workload("ss").training_loss(net, batch, "cpu")
     trained.backward()
     got = [p.grad.clone() for p in net.parameters()]
 
     net.zero_grad()
-    previous, expected = None, 0.0
+    previous, expected, depth = None, 0.0, None
     for t in range(frames):  # the same chain by hand: aged history, detached, then the trained frames
         color, jitter = batch["color"][t], batch["jitter"][t]
-        history = bicubic_upscale(color, size, jitter) if previous is None else backward_warp(previous, batch["motion"][t], mode="bicubic")
+        history, depth = _history(previous, batch, t, size, depth)
         previous = net(color, batch["gbuffer"][t], jitter, history)
         if t < burn_in:
             previous = previous.detach()

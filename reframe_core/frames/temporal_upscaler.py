@@ -29,7 +29,7 @@ import torch
 
 from reframe_core.frames.buffers import FrameBuffers
 from reframe_core.frames.hints import CameraHints
-from reframe_core.frames.warp import backward_warp, in_frame_mask, to_image, to_tensor, upscale_motion
+from reframe_core.frames.warp import backward_warp, history_seen, surface_depth, to_image, to_tensor, upscale_motion
 from reframe_core.networks.supersampling import local_range, sample_distance, upsample_unjittered
 
 
@@ -80,13 +80,9 @@ class TemporalUpscaler:
         else:
             flow = upscale_motion(motion, size)
             history = backward_warp(self._history, flow, mode="bicubic").clamp(0, 1 - 1e-4)
-            weight = backward_warp(self._weight, flow, mode="nearest") * in_frame_mask(flow)
+            near, far = depth_range if depth_range is not None else (None, None)
+            weight = backward_warp(self._weight, flow, mode="nearest") * history_seen(flow, self._depth, near, far, s.depth_tolerance)
             weight = weight / (1 + s.velocity * flow.norm(dim=1, keepdim=True))
-            if depth_range is not None and self._depth is not None:
-                before = backward_warp(self._depth, flow, mode="nearest")
-                near, far = depth_range
-                same = (before >= near * (1 - s.depth_tolerance)) & (before <= far * (1 + s.depth_tolerance))
-                weight = weight * same.to(weight.dtype)
             low, high = local_range(tone, jitter, size)
             history = torch.minimum(torch.maximum(history, low), high)
         total = weight + near_weight + s.fallback_weight
@@ -99,7 +95,6 @@ class TemporalUpscaler:
     def step(self, low: FrameBuffers, hints: CameraHints | None = None) -> np.ndarray:
         """One captured frame -> (H, W, 3) linear display-resolution image."""
         jitter = torch.from_numpy(np.asarray(low.jitter, np.float32))[None]
-        depth = to_tensor(np.where(low.alpha > 0, low.depth, 0.0).astype(np.float32)[..., None])
-        out = self.step_tensors(to_tensor(low.color), jitter, to_tensor(low.motion_prev), depth,
+        out = self.step_tensors(to_tensor(low.color), jitter, to_tensor(low.motion_prev), surface_depth(low.depth, low.alpha),
                                 cut=hints is not None and hints.cut)
         return to_image(out)

@@ -46,6 +46,29 @@ def in_frame_mask(motion: torch.Tensor) -> torch.Tensor:
     return ((grid.abs() <= 1).all(dim=-1, keepdim=True)).permute(0, 3, 1, 2).to(motion.dtype)
 
 
+def surface_depth(depth: np.ndarray, alpha: np.ndarray) -> torch.Tensor:
+    """A depth pass as the (1, 1, h, w) tensor :func:`history_seen` compares: 0 where no surface was hit."""
+    return to_tensor(np.where(alpha > 0, depth, 0.0).astype(np.float32)[..., None])
+
+
+def history_seen(flow: torch.Tensor, previous_depth: torch.Tensor | None, near: torch.Tensor | None,
+                 far: torch.Tensor | None, tolerance: float = 0.05) -> torch.Tensor:
+    """(B, 1, H, W) 1 where history warped by ``flow`` shows the surface the current frame sees there.
+
+    ``flow``: current -> previous motion (display pixels). The history is seen where the flow lands inside the
+    previous frame and, given the previous frame's depth at these pixels (``previous_depth``) and the current
+    frame's local depth range (``near``, ``far``: the min and max of the 3x3 samples around each pixel, which, unlike
+    the nearest sample, do not flip between foreground and background along a silhouette as the jitter moves),
+    where the depth fetched through the flow lies in that range widened by ``tolerance`` (relative). Depth 0 marks
+    no surface (the sky): sky meets sky. Without depth, the frame test alone.
+    """
+    seen = in_frame_mask(flow)
+    if previous_depth is not None and near is not None and far is not None:
+        before = backward_warp(previous_depth, flow, mode="nearest")
+        seen = seen * ((before >= near * (1 - tolerance)) & (before <= far * (1 + tolerance))).to(seen.dtype)
+    return seen
+
+
 def disocclusion_mask(motion_prev: torch.Tensor, previous_motion_next: torch.Tensor, tolerance_px: float = 0.5,
                       depth: torch.Tensor | None = None, previous_depth: torch.Tensor | None = None,
                       depth_tolerance: float = 0.05) -> torch.Tensor:

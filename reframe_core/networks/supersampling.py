@@ -115,8 +115,10 @@ class SupersamplingNet(nn.Module):
         color: (B, 3, h, w) linear colour rendered at low resolution with sub-pixel jitter.
         gbuffer: (B, 7, h, w) albedo, world normal, depth normalised as ``m / (m + d)`` (m: median depth).
         jitter: (B, 2) sample offset in low-res pixels (x right, y down), in [-0.5, 0.5).
-        history: (B, 3, H, W) previous output warped to this frame (linear); on a reset, the bilinear
-            up-sampled colour. Its size sets the output size (any scale factor).
+        history: (B, 3, H, W) previous output warped to this frame (linear); on a reset, and where the
+            warped history shows another surface than this frame (uncovered, entering the frame: the runner's
+            depth test, ``workloads.supersampling.checked_history``), the bicubic up-sampled colour. Its size sets
+            the output size (any scale factor).
     Returns: (B, 3, H, W) linear colour (may dip slightly below 0; consumers clamp).
     """
 
