@@ -6,7 +6,7 @@ import torch
 from reframe_core.frames.buffers import CameraData, FrameBuffers
 from reframe_core.frames.warp import history_seen
 from reframe_core.networks import get_network
-from reframe_core.workloads.supersampling import Supersampler, bicubic_upscale, checked_history
+from reframe_core.workloads.supersampling import Supersampler, bicubic_upscale, checked_history, display_depth
 
 
 def test_history_seen_drops_uncovered_and_off_frame_pixels():
@@ -64,7 +64,8 @@ def test_the_supersampler_feeds_bicubic_where_the_history_shows_another_surface(
 
 
 def test_checked_history_keeps_the_history_where_it_is_seen():
-    history, color = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 4, 4)
+    history, fallback = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
     jitter, depth = torch.zeros(1, 2), torch.full((1, 1, 4, 4), 3.0)
-    kept, display_depth = checked_history(history, torch.zeros(1, 2, 8, 8), color, jitter, depth, torch.full((1, 1, 8, 8), 3.0))
-    assert torch.equal(kept, history) and torch.equal(display_depth, torch.full((1, 1, 8, 8), 3.0))
+    kept = checked_history(history, torch.zeros(1, 2, 8, 8), fallback, jitter, depth, display_depth(depth, jitter, (8, 8)))
+    assert torch.equal(kept, history)
+    assert torch.equal(display_depth(depth, jitter, (8, 8)), torch.full((1, 1, 8, 8), 3.0))

@@ -167,10 +167,11 @@ def _history(previous, batch, t, size, previous_depth):
     from reframe_core.workloads.supersampling import bicubic_upscale, checked_history
 
     color, jitter, depth = batch["color"][t], batch["jitter"][t], batch["depth"][t]
+    fresh, here = bicubic_upscale(color, size, jitter), upsample_unjittered(depth, jitter, size, mode="nearest")
     if previous is None:
-        return bicubic_upscale(color, size, jitter), upsample_unjittered(depth, jitter, size, mode="nearest")
+        return fresh, here
     flow = batch["motion"][t]
-    return checked_history(backward_warp(previous, flow, mode="bicubic"), flow, color, jitter, depth, previous_depth)
+    return checked_history(backward_warp(previous, flow, mode="bicubic"), flow, fresh, jitter, depth, previous_depth), here
 
 
 def test_cache_in_the_loop_trains_on_what_a_cache_hit_computes():

@@ -53,20 +53,22 @@ def ss_inputs(low: FrameBuffers, history: torch.Tensor | None, size: tuple[int, 
     return color, to_tensor(gbuffer(low)), jitter, history
 
 
-def checked_history(history: torch.Tensor, flow: torch.Tensor, color: torch.Tensor, jitter: torch.Tensor,
-                    depth: torch.Tensor, previous_depth: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The warped ``history`` where it shows the surface this frame sees (:func:`history_seen`), and elsewhere the
-    bicubic up-sampling of ``color``, which is what a reset feeds the network; and this frame's depth at display
-    resolution, the ``previous_depth`` of the next frame. ``depth``: (B, 1, h, w) low-res, 0 where no surface.
+def checked_history(history: torch.Tensor, flow: torch.Tensor, fallback: torch.Tensor, jitter: torch.Tensor,
+                    depth: torch.Tensor, previous_depth: torch.Tensor | None) -> torch.Tensor:
+    """The warped ``history`` where it shows the surface this frame sees (:func:`history_seen`), and elsewhere
+    ``fallback``, the bicubic up-sampling of the current frame that a reset feeds the network. ``depth``: (B, 1, h,
+    w) low-res, 0 where no surface; ``previous_depth``: the last frame's, as :func:`display_depth` gives it.
 
     The network cannot tell, from colours alone, history of another surface (uncovered behind a moving chair
     spindle, or entering the frame) from good history; at 640x360 the real-asset furnished_room scored 0.0191
     instead of 0.0192 with this test and weights trained without it."""
-    size = history.shape[-2:]
-    near, far = local_range(depth, jitter, size)
-    seen = history_seen(flow, previous_depth, near, far)
-    checked = torch.where(seen > 0, history, bicubic_upscale(color, size, jitter))
-    return checked, upsample_unjittered(depth, jitter, size, mode="nearest")
+    near, far = local_range(depth, jitter, history.shape[-2:])
+    return torch.where(history_seen(flow, previous_depth, near, far) > 0, history, fallback)
+
+
+def display_depth(depth: torch.Tensor, jitter: torch.Tensor, size) -> torch.Tensor:
+    """A low-res depth (B, 1, h, w) at the display pixels (nearest sample): the next frame's ``previous_depth``."""
+    return upsample_unjittered(depth, jitter, size, mode="nearest")
 
 
 class Supersampler:
@@ -96,16 +98,16 @@ class Supersampler:
         if hints is not None and hints.cut:
             self._previous = None
         device = self.placement.device
-        depth = surface_depth(low.depth, low.alpha).to(device)
+        color = to_tensor(low.color).to(device)
         jitter = torch.from_numpy(np.asarray(low.jitter, np.float32))[None].to(device)
+        depth = surface_depth(low.depth, low.alpha).to(device)
+        history = bicubic_upscale(color, self.size, jitter)  # a reset's history, and the test's fallback
         if self._previous is not None:
             flow = upscale_motion(to_tensor(low.motion_prev).to(device), self.size)
             warped = backward_warp(self._previous, flow, mode=self._warp_mode)
-            history, self._depth = checked_history(warped, flow, to_tensor(low.color).to(device), jitter, depth, self._depth)
-            inputs = self.placement.inputs(ss_inputs(low, history, self.size))
-        else:
-            self._depth = upsample_unjittered(depth, jitter, self.size, mode="nearest")
-            inputs = self.placement.inputs(ss_inputs(low, None, self.size))
+            history = checked_history(warped, flow, history, jitter, depth, self._depth)
+        self._depth = display_depth(depth, jitter, self.size)
+        inputs = self.placement.inputs((color, to_tensor(gbuffer(low)), jitter, history))
         with torch.inference_mode():
             if hasattr(self.model, "plan"):  # a CachedModel: the policy decides (the depth: screen policy, reprojection)
                 depth = depth_tensor(low).to(device) if getattr(self.model, "needs_depth", True) else None
@@ -374,13 +376,12 @@ class SupersamplingWorkload(Workload):
                 color = batch["color"][t].to(device)
                 jitter = batch["jitter"][t].to(device)
                 depth = batch["depth"][t].to(device)
-                if previous is None:
-                    history = bicubic_upscale(color, size, jitter)
-                    previous_depth = upsample_unjittered(depth, jitter, size, mode="nearest")
-                else:
+                history = bicubic_upscale(color, size, jitter)
+                if previous is not None:
                     flow = batch["motion"][t].to(device)
-                    history, previous_depth = checked_history(backward_warp(previous, flow, mode=warp_mode), flow, color,
-                                                              jitter, depth, previous_depth)
+                    history = checked_history(backward_warp(previous, flow, mode=warp_mode), flow, history, jitter, depth,
+                                              previous_depth)
+                previous_depth = display_depth(depth, jitter, size)
                 if reuse is not None and bool(reuse[t]):
                     model.slow = _Replay(cached[0])  # a hit: the slow branch's features of an earlier frame
                 with torch.set_grad_enabled(t >= burn_in and torch.is_grad_enabled()):
