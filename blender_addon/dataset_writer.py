@@ -59,13 +59,16 @@ def _load_metadata(out: Path, spec: DatasetSpec) -> dict:
     except (OSError, json.JSONDecodeError) as exc:
         raise CaptureError(f"{path} is unreadable ({exc}); delete it to start the dataset again") from None
     if metadata.get("settings") != spec.settings():
-        # Frames may be added to a dataset, nothing else may change.
+        # Frames and scales may be added to a dataset (another quality mode's inputs beside the same targets),
+        # nothing else may change: the frames of every scale must come from the same scene, samples and seed.
         old = dict(metadata.get("settings", {}))
         new = spec.settings()
-        old.pop("frames", None), new.pop("frames", None)
+        old_scales, old_frames = old.pop("scales", []), old.pop("frames", None) or new["frames"]
+        new_scales, new_frames = new.pop("scales"), new.pop("frames")
         if old != new:
             raise CaptureError(f"{out} holds a dataset made with other settings ({old}); use another --out, or the same settings")
-        metadata["settings"] = spec.settings()
+        metadata["settings"] = dict(spec.settings(), scales=sorted(set(old_scales) | set(new_scales)),
+                                    frames=[min(old_frames[0], new_frames[0]), max(old_frames[1], new_frames[1])])
     return metadata
 
 

@@ -59,6 +59,25 @@ def test_same_bytes_in_a_fresh_folder(dataset_dir, tmp_path):
     assert _digests(again) == _digests(dataset_dir)
 
 
+def test_another_scale_is_added_beside_the_same_targets(dataset_dir, tmp_path):
+    """A quality mode's inputs (here 3x) go into an existing dataset: only they are rendered, the frames already
+    there keep their bytes, and the settings list every scale."""
+    import shutil
+
+    root = tmp_path / "more"
+    shutil.copytree(dataset_dir, root)
+    before, renders = _digests(root), _renders(root)
+    args = [("3" if previous == "--scales" else a) for previous, a in zip([None] + ARGS, ARGS)]
+    assert main(args + ["--out", str(root)]) == 0
+    assert _renders(root) == renders + 2, "two frames at the new scale, nothing else"
+    after = _digests(root)
+    assert {k: v for k, v in after.items() if k in before and k != "metadata.json"} == \
+        {k: v for k, v in before.items() if k != "metadata.json"}
+    data = Dataset.open(root)
+    assert data.scales == [1.0, 2.0, 3.0] and data.load(4, 3.0).color.shape == (16, 16, 3)
+    assert json.loads((root / "metadata.json").read_text())["settings"]["scales"] == [1.0, 2.0, 3.0]
+
+
 def test_other_settings_in_the_same_folder_are_refused(dataset_dir, capsys):
     args = [("4" if previous == "--samples" else a) for previous, a in zip([None] + ARGS, ARGS)]
     assert main(args + ["--out", str(dataset_dir)]) == 2

@@ -279,3 +279,38 @@ def test_fine_tuning_starts_from_the_shipped_weights_on_the_chosen_frames(tiny_d
     report_path = tmp_path / "q.json"
     assert main(["eval", "--data", str(tiny_dataset), "--weights", str(tuned), "--frames", "6-8", "--json", str(report_path)]) == 0
     assert json.loads(report_path.read_text())["reports"][0]["frames"] == 3
+
+
+@pytest.mark.parametrize("scale,display,low", [(1.5, (120, 256), (80, 171)), (3.0, (96, 256), (32, 85)), (2.0, (64, 96), (32, 48))])
+def test_training_crops_put_each_sample_where_it_was_rendered(scale, display, low):
+    """At scales that do not divide the frame (256 / 1.5 renders 171 pixels), a training crop's low-res samples,
+    read where the network reads them (jitter included), land where they were rendered in the display crop: on a
+    smooth ramp, the low-res crop up-sampled bilinearly equals the display crop to rounding."""
+    from reframe_core.networks.supersampling import upsample_unjittered
+    from reframe_core.training import TrainConfig
+    from reframe_core.workloads import get_workload
+    from reframe_core.workloads.supersampling import _TrainingFrame
+
+    def ramp(size, jitter=(0.0, 0.0), step=1.0):  # the scene's colour, sampled at pixel centres + jitter
+        ys = (torch.arange(size[0]) + 0.5 + jitter[1]) * step
+        xs = (torch.arange(size[1]) + 0.5 + jitter[0]) * step
+        return torch.stack([xs[None, :].expand(size), ys[:, None].expand(size), torch.zeros(size)]) / 32
+
+    frames = []
+    for t in range(3):
+        jitter = (0.3 - 0.2 * t, -0.25 + 0.1 * t)
+        color = ramp(low, jitter, step=display[1] / low[1])  # low-res pixel centres in display units (x)
+        color[1] = ramp(low, jitter, step=display[0] / low[0])[1]
+        frames.append(_TrainingFrame(color, torch.zeros(7, *low), torch.tensor(jitter), torch.zeros(2, *display),
+                                     ramp(display), torch.ones(1, *low)))
+    config = TrainConfig(workload="ss", data=[], out="", scale=scale, crop=64, batch=8, sequence=3)
+    batch = get_workload("ss").training_batch([frames], config, torch.Generator().manual_seed(1))
+    side = batch["target"].shape[-1]
+    assert side == batch["color"].shape[-1] * scale, "the crop sides keep the scale's ratio exactly"
+    for t in range(3):
+        up = upsample_unjittered(batch["color"][t], batch["jitter"][t], (side, side), mode="bilinear")
+        inner = (slice(None), slice(0, 2), slice(4, -4), slice(4, -4))  # away from the clamped border
+        misplaced = (up - batch["target"][t])[inner].abs() * 32  # display pixels
+        # what remains: the frame's ratio (display / low) differs from the crop's, by up to half a crop's worth
+        drift = max(side / 2 * abs(1 - scale * low[i] / display[i]) for i in (0, 1))
+        assert misplaced.max() < drift + 0.01, f"frame {t}: samples misplaced by {float(misplaced.max()):.3f} px"

@@ -229,6 +229,14 @@ def _correction(config) -> str:
     return config.correction if config.design in ("v2", "v3") else "free"
 
 
+def crop_sizes(crop: int, scale: float) -> tuple[int, int]:
+    """(low-res, display) sides of a training crop near ``crop`` display pixels whose ratio is the scale exactly
+    (1.5: 42 low-res pixels to 63, not 43 to 64, which would shift the samples by up to 0.4 pixel across it)."""
+    first = max(1, int(round(crop / scale)))
+    low = min(range(first, max(0, first - 4), -1), key=lambda n: abs(n * scale - round(n * scale)))
+    return low, int(round(low * scale))
+
+
 @dataclass
 class _TrainingFrame:
     color: torch.Tensor  # (3, h, w)
@@ -330,21 +338,28 @@ class SupersamplingWorkload(Workload):
             raise SettingsError(f"no run of {length} frames without a camera cut in the data ({config.history_burn_in} burn-in + "
                                 f"{config.sequence} trained; the longest run has {longest}): capture longer sequences or "
                                 "lower --sequence / --history-burn-in")
-        crop = config.crop
-        low_crop = int(round(crop / config.scale))
+        low_crop, crop = crop_sizes(config.crop, config.scale)
         batch = {k: [] for k in ("color", "gbuffer", "jitter", "motion", "target", "depth")}
         for _ in range(config.batch):
             seq = usable[int(torch.randint(len(usable), (1,), generator=generator))]
             start = int(torch.randint(len(seq) - length + 1, (1,), generator=generator))
             height, width = seq[0].target.shape[-2:]
-            lx = int(torch.randint(int(width / config.scale) - low_crop + 1, (1,), generator=generator))
-            ly = int(torch.randint(int(height / config.scale) - low_crop + 1, (1,), generator=generator))
-            hx, hy = int(round(lx * config.scale)), int(round(ly * config.scale))
+            low_height, low_width = seq[0].color.shape[-2:]
+            lx = int(torch.randint(low_width - low_crop + 1, (1,), generator=generator))
+            ly = int(torch.randint(low_height - low_crop + 1, (1,), generator=generator))
+            # Where a side does not divide by the scale (256 / 1.5 renders 171 pixels), the display pixel a
+            # low-res crop starts at is fractional: the crop starts at the nearest one, and the jitter takes the
+            # rest, so that the network reads each sample where it was rendered at the crop's centre (0 where the
+            # scale divides; the frame's ratio, 256 / 171, differs from the crop's, 1.5, by 0.06 pixel at its edges).
+            hx = min(int(round(lx * width / low_width)), width - crop)
+            hy = min(int(round(ly * height / low_height)), height - crop)
+            shift = torch.tensor([(hx + crop / 2) * low_width / width - lx - low_crop / 2,
+                                  (hy + crop / 2) * low_height / height - ly - low_crop / 2])
             window = seq[start:start + length]
             batch["color"].append(torch.stack([f.color[:, ly:ly + low_crop, lx:lx + low_crop] for f in window]))
             batch["gbuffer"].append(torch.stack([f.gbuffer[:, ly:ly + low_crop, lx:lx + low_crop] for f in window]))
             batch["depth"].append(torch.stack([f.depth[:, ly:ly + low_crop, lx:lx + low_crop] for f in window]))
-            batch["jitter"].append(torch.stack([f.jitter for f in window]))
+            batch["jitter"].append(torch.stack([f.jitter - shift for f in window]))
             batch["motion"].append(torch.stack([f.motion[:, hy:hy + crop, hx:hx + crop] for f in window]))
             batch["target"].append(torch.stack([f.target[:, hy:hy + crop, hx:hx + crop] for f in window]))
         out = {k: torch.stack(v, dim=1) for k, v in batch.items()}
