@@ -273,7 +273,7 @@ def test_bad_input_gets_one_clear_error(blend, tmp_path, capsys):
     damaged.write_bytes(b"BLENDER-v300" + os.urandom(2000))
     assert "cannot open" in _error(capsys, damaged)
     assert "outside scene" in _error(capsys, blend, "--frames", "5-9", "--out", tmp_path / "x/f_####")
-    assert "no shipped supersampling weights for scale 3" in _error(capsys, blend, "--scale", "3", "--out", tmp_path / "x/f_####")
+    assert "no shipped supersampling weights for scale 4" in _error(capsys, blend, "--scale", "4", "--out", tmp_path / "x/f_####")
     assert "unknown policy" in _error(capsys, blend, "--policy", "sometimes").lower()
     blocker = tmp_path / "file"
     blocker.write_text("")
