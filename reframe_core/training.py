@@ -36,7 +36,7 @@ class TrainConfig:
     seed: int = 0
     scale: float = 2.0
     width: int = 24
-    design: str = "v2"  # SS network design (networks.supersampling: "v1", "v2", "split" or "v3")
+    design: str = "v2"  # SS network design (networks.supersampling: "v1", "v2", "split", "v3" or "v4")
     # SS: chance that a later frame of a training sequence reuses the slow (cached) branch's features of the
     # last frame that computed them, as a cache hit does at inference: the net learns to work with them stale.
     cache_in_loop: float = 0.0
@@ -44,6 +44,7 @@ class TrainConfig:
     # its first trained frame has aged as it does at inference (a 16-frame shot feeds back 15 outputs; a network
     # trained on 4-frame windows only met fresh history, and on two held-out sets did better with its history reset).
     history_burn_in: int = 0
+    slow_width: int = 0  # SS v4: channels of the cached branch's first level (0: width)
     resolve_kernel: int = 1  # SS v3: kernel of the first display-resolution layer (1 or 3)
     correction: str = "range"  # SS v2/v3 resolve (networks.supersampling): "free", "range" (shipped) or "bounded"
     fe_inputs: str = "shading"  # FE colour space (networks.extranet: "shading" or "color")
@@ -102,10 +103,13 @@ def _initial_weights(workload, config: TrainConfig, arch_config: dict) -> tuple[
                 if p.default is not inspect.Parameter.empty}
     mine, theirs = {**defaults, **arch_config}, {**defaults, **stored}
     differing = {k: (mine.get(k), theirs.get(k)) for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)}
+    grown = workload.grown_network(model, stored, arch_config) if differing else None
+    if grown is not None:  # a network this one can start from exactly (SS v4 from v2)
+        model, stored, differing = grown, arch_config, {}
     if differing:
         said = ", ".join(f"{k} {mine!r} here, {theirs!r} in {path.name}" for k, (mine, theirs) in differing.items())
         raise SettingsError(f"--init {config.init}: {path} is another network configuration ({said}); pass the options "
-                            "that match it (--design, --width, --fe-inputs, --fe-residual) or drop --init")
+                            "that match it (--design, --width, --slow-width, --fe-inputs, --fe-residual) or drop --init")
     card = payload.get("card") or {}
     return stored, model.train(), {"file": str(path), "steps": card.get("steps"), "train_data": card.get("train_data")}
 

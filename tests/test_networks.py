@@ -125,8 +125,8 @@ def test_split_design_caches_the_slow_half_of_the_joint_layer():
     expected = model(*inputs)
     assert torch.equal(cached(*inputs, refresh=True), expected)
     torch.testing.assert_close(cached(*inputs, refresh=False), expected, rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match="unknown supersampling design 'v4'"):
-        entry.build(design="v4")
+    with pytest.raises(ValueError, match="unknown supersampling design 'v9'"):
+        entry.build(design="v9")
 
 
 def test_v3_design_hit_runs_the_fast_branch_and_a_per_pixel_resolve():
@@ -146,6 +146,87 @@ def test_v3_design_hit_runs_the_fast_branch_and_a_per_pixel_resolve():
     expected = model(*inputs)
     assert torch.equal(cached(*inputs, refresh=True), expected)
     torch.testing.assert_close(cached(*inputs, refresh=False), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_v4_design_caches_more_and_starts_from_exactly_what_a_v2_computes():
+    from reframe_core.errors import SettingsError
+    from reframe_core.networks.supersampling import v4_from_v2
+
+    entry = get_network("ss")
+    inputs = entry.example_inputs(64, 64, batch=2)
+    torch.manual_seed(3)
+    v2 = entry.build(design="v2", correction="range").eval()
+    with torch.no_grad():  # weights far from their initialisation, as a trained net's are
+        for p in v2.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    v4 = v4_from_v2(v2, slow_width=40).eval()
+    assert v4.design == "v4" and v4.correction == "range" and v4.slow[0].enc1[0][0].out_channels == 40
+    with torch.no_grad():
+        torch.testing.assert_close(v4(*inputs), v2(*inputs), rtol=1e-5, atol=1e-5)
+        # The added channels carry activity; only the zero weights that read them keep the output v2's.
+        assert v4.slow[0].enc1[0][0].weight[24:].abs().sum() > 0
+        for p in v4.slow.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        assert (v4(*inputs) - v2(*inputs)).abs().max() > 1e-3
+    # The cut keeps the slow half of v2's joint layer with the wider branch: a hit does less than v2's, and what
+    # a hit runs does not grow with the cached branch's width.
+    plans = {w: cache_model(entry.build(design="v4", slow_width=w).eval(), inputs).plan for w in (24, 48)}
+    v2_plan = cache_model(v2, inputs).plan
+    assert v2_plan.name == plans[48].name == "slow"
+    assert plans[24].hit_flops == plans[48].hit_flops < v2_plan.hit_flops
+    assert plans[48].removed_share > 0.8 > 0.5 > v2_plan.removed_share
+    cached = cache_model(v4, inputs)
+    with torch.no_grad():
+        expected = v4(*inputs)
+        assert torch.equal(cached(*inputs, refresh=True), expected)
+        torch.testing.assert_close(cached(*inputs, refresh=False), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(SettingsError, match="slow_width is design v4's"):
+        entry.build(design="v2", slow_width=48)
+    with pytest.raises(SettingsError, match="narrower than the v2 network's width 24"):
+        v4_from_v2(v2, slow_width=16)
+
+
+def test_v2_resolve_reads_its_candidates_as_separate_up_samplings_would():
+    """The resolve reads every up-sampling through one grid, one grid_sample per mode, and takes the 3x3 range
+    by separable min/max: the network's output is what the plain formulation (a grid per call, max_pool2d)
+    computes from the same weights."""
+    import torch.nn.functional as F
+    from reframe_core.networks.supersampling import V2_CANDIDATES, neighbourhood_range, sample_distance
+
+    def grid_of(jitter, low, size):  # the display pixel centres in low-res coordinates, minus the jitter
+        (h, w), (H, W) = low, size
+        xs = (torch.arange(W) + 0.5) * w / W - jitter[:, 0, None, None]
+        ys = (torch.arange(H)[:, None] + 0.5) * h / H - jitter[:, 1, None, None]
+        return torch.stack([(xs / w * 2 - 1).expand(-1, H, W), (ys / h * 2 - 1).expand(-1, H, W)], -1)
+
+    def sample(image, jitter, size, mode):
+        return F.grid_sample(image, grid_of(jitter, image.shape[-2:], size), mode=mode, padding_mode="border", align_corners=False)
+
+    tone = torch.rand(2, 3, 12, 20, generator=torch.Generator().manual_seed(0))
+    padded = F.pad(tone, (1, 1, 1, 1), mode="replicate")
+    low, high = neighbourhood_range(tone)
+    torch.testing.assert_close(high, F.max_pool2d(padded, 3, 1), rtol=0, atol=0)
+    torch.testing.assert_close(low, -F.max_pool2d(-padded, 3, 1), rtol=0, atol=0)
+
+    torch.manual_seed(0)
+    net = get_network("ss").build(design="v2", correction="range").eval()
+    color, gbuffer, jitter, history = get_network("ss").example_inputs(36, 60, batch=2, scale=1.5)
+    joints = []
+    hook = net.joint.register_forward_hook(lambda m, a, out: joints.append(out))
+    with torch.no_grad():
+        out = net(color, gbuffer, jitter, history)
+        hook.remove()
+        t, size = torch.log1p(color), history.shape[-2:]
+        lo, hi = (sample(x, jitter, size, "nearest") for x in (-F.max_pool2d(-F.pad(t, (1, 1, 1, 1), mode="replicate"), 3, 1),
+                                                               F.max_pool2d(F.pad(t, (1, 1, 1, 1), mode="replicate"), 3, 1)))
+        past = torch.log1p(history)
+        candidates = torch.stack([past, past.clamp(min=lo).minimum(hi), sample(t, jitter, size, "bicubic"),
+                                  sample(t, jitter, size, "bilinear"), sample(t, jitter, size, "nearest")], 1)
+        refined = net.refine(torch.cat([sample(joints[0], jitter, size, "bilinear"), candidates.flatten(1, 2),
+                                        sample_distance(jitter, t.shape[-2:], size).expand(2, -1, -1, -1)], 1))
+        blend = (torch.softmax(refined[:, :V2_CANDIDATES], 1)[:, :, None] * candidates).sum(1)
+        expected = torch.expm1((blend + refined[:, V2_CANDIDATES:] * (hi - lo)).clamp(max=12))
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_v2_design_resolves_among_candidates_and_caches_exactly():
@@ -297,6 +378,38 @@ def test_shipped_weights_load_with_their_card():
     assert total < 20 * 2**20, "shipped weights stay under 20 MB"
 
 
+@pytest.mark.parametrize("radius", [1, 3])
+def test_window_extremes_are_max_pooling_with_the_outside_ignored(radius):
+    import torch.nn.functional as F
+    from reframe_core.networks.windows import window_max, window_min
+
+    image = torch.rand(2, 3, 9, 13, generator=torch.Generator().manual_seed(radius))
+    image[0, 0, 0, 0] = 5.0  # a corner extreme reaches radius pixels in, no further
+    side = 2 * radius + 1
+    expected_max = F.max_pool2d(image, side, stride=1, padding=radius)  # max_pool2d pads with -inf
+    expected_min = -F.max_pool2d(-image, side, stride=1, padding=radius)
+    assert torch.equal(window_max(image, radius), expected_max) and torch.equal(window_min(image, radius), expected_min)
+    assert (window_max(image, radius)[0, 0] == 5.0).sum() == (radius + 1) ** 2
+
+
+def test_extranet_gives_the_same_output_channels_first_mixed_or_channels_last():
+    """ExtraNet runs its full-resolution layers channels-last and its lower levels channels-first; a placement
+    that asks for channels-last everywhere turns the mix off. Neither changes what it computes."""
+    from reframe_core.runtime.placement import Placement
+
+    torch.manual_seed(0)
+    net = _random_published_extranet()
+    inputs = get_network("extranet").example_inputs(32, 48)
+    with torch.no_grad():
+        mixed = net(*inputs)
+        last = Placement(device="cpu", channels_last=True)
+        everywhere = last.model(net)
+        assert everywhere.mixed_memory_format is False
+        torch.testing.assert_close(everywhere(*last.inputs(inputs)), mixed, rtol=1e-5, atol=1e-5)
+        cached = cache_model(everywhere, last.inputs(inputs))
+        torch.testing.assert_close(cached(*last.inputs(inputs), refresh=False), mixed, rtol=1e-5, atol=1e-5)
+
+
 def test_the_fe_workload_refuses_a_published_extranet_with_the_reason():
     from reframe_core.workloads.extrapolation import Extrapolator
     from reframe_core.networks.extranet import ExtraNet
@@ -315,7 +428,7 @@ def test_range_correction_leaves_a_flat_area_its_colour_whatever_the_weights():
     gbuffer = torch.rand(1, 7, 16, 16, generator=torch.Generator().manual_seed(1))  # the G-buffers vary; the colour does not
     history = colour.new_ones(1, 3, 32, 32) * colour[:, :, :1, :1]
     inputs = (colour, gbuffer, torch.tensor([[0.2, -0.1]]), history)
-    for design in ("v2", "v3"):
+    for design in ("v2", "v3", "v4"):
         nets = {}
         for correction in ("free", "range", "bounded"):
             torch.manual_seed(0)

@@ -273,12 +273,31 @@ def test_fine_tuning_starts_from_the_shipped_weights_on_the_chosen_frames(tiny_d
     capsys.readouterr()
     assert _train(tiny_dataset, tmp_path / "v3.pt", 1, "--init", "shipped", "--design", "v3") == 2
     assert "design 'v3' here, 'v2' in ss_x2.pt" in capsys.readouterr().err
+    assert _train(tiny_dataset, tmp_path / "wide.pt", 1, "--slow-width", "32") == 2
+    assert "--slow-width is design v4's" in capsys.readouterr().err
     assert _train(tiny_dataset, tmp_path / "none.pt", 1, "--frames", "20-30") == 2
     assert re.search(r"has no frame in 20-30 .*\(it has 3-8\)", capsys.readouterr().err)
     # eval --frames scores the rest of the shot only.
     report_path = tmp_path / "q.json"
     assert main(["eval", "--data", str(tiny_dataset), "--weights", str(tuned), "--frames", "6-8", "--json", str(report_path)]) == 0
     assert json.loads(report_path.read_text())["reports"][0]["frames"] == 3
+
+
+def test_a_v4_network_trained_from_the_shipped_v2_starts_from_what_it_computes(tiny_dataset, tmp_path):
+    """--design v4 --init shipped: the wider cached branch starts as an exact copy of the shipped v2's function
+    (lr 1e-9 leaves the start), so fine-tuning begins from the shipped quality, not from scratch."""
+    from reframe_core.networks import get_network
+    from reframe_core.weights import shipped
+
+    grown = tmp_path / "v4.pt"
+    assert _train(tiny_dataset, grown, 1, "--init", "shipped", "--design", "v4", "--slow-width", "32", "--lr", "1e-9") == 0
+    v2, _ = load_network(shipped("ss_x2"), "ss")
+    v4, payload = load_network(grown, "ss")
+    assert payload["config"] == {**load_network(shipped("ss_x2"), "ss")[1]["config"], "design": "v4", "slow_width": 32}
+    assert payload["card"]["init"]["file"].endswith("ss_x2.pt")
+    inputs = get_network("ss").example_inputs(48, 64, batch=2)
+    with torch.no_grad():
+        torch.testing.assert_close(v4.eval()(*inputs), v2.eval()(*inputs), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("scale,display,low", [(1.5, (120, 256), (80, 171)), (3.0, (96, 256), (32, 85)), (2.0, (64, 96), (32, 48))])

@@ -9,16 +9,20 @@ def _train(args) -> int:
     from reframe_core.errors import SettingsError
     from reframe_core.training import TrainConfig, train
 
-    if args.correction not in (None, "free") and args.design not in ("v2", "v3"):
-        raise SettingsError(f"--correction {args.correction} needs --design v2 or v3 (design {args.design} adds its "
-                            "correction freely): drop --correction, or choose one of those designs")
+    from reframe_core.networks.supersampling import SupersamplingNet
+
+    if args.correction not in (None, "free") and args.design not in SupersamplingNet.RESOLVING_DESIGNS:
+        raise SettingsError(f"--correction {args.correction} needs --design {', '.join(SupersamplingNet.RESOLVING_DESIGNS)} (design "
+                            f"{args.design} adds its correction freely): drop --correction, or choose one of those designs")
+    if args.slow_width is not None and args.design != "v4":
+        raise SettingsError(f"--slow-width is design v4's (design {args.design} has one width, --width): drop it or add --design v4")
     config = TrainConfig(workload=args.workload, data=args.data.split(","), out=args.out, steps=args.steps,
                          batch=args.batch, sequence=args.sequence, history_burn_in=args.history_burn_in, crop=args.crop, lr=args.lr, seed=args.seed,
                          scale=args.scale, held_out=args.held_out.split(",") if args.held_out else [],
                          stop_after=args.stop_after, loss=args.loss, design=args.design, cache_in_loop=args.cache_in_loop,
                          resolve_kernel=args.resolve_kernel,
                          correction=args.correction or TrainConfig.correction,
-                         width=args.width, fe_inputs=args.fe_inputs, fe_residual=args.fe_residual,
+                         width=args.width, slow_width=args.slow_width or 0, fe_inputs=args.fe_inputs, fe_residual=args.fe_residual,
                          frames=args.frames or "", init=args.init or "")
     card = train(config, show_progress=not args.quiet)
     if "stopped_at" in card:
@@ -48,14 +52,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--scale", type=float, default=2.0)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--held-out", default="", help="names of held-out datasets, recorded in the model card")
-    train.add_argument("--design", choices=["v1", "v2", "split", "v3"], default="v2",
+    train.add_argument("--design", choices=["v1", "v2", "split", "v3", "v4"], default="v2",
                        help="SS network design: v1; v2 (v1 with a resolve that blends history, clamped history, bicubic, "
                             "bilinear and nearest-sample candidates); split (the slow half of the joint layer cached, thinner hit path); "
-                            "v3 (v2's candidates with split's cut and a per-pixel resolve: a hit runs about a tenth of the FLOPs)")
+                            "v3 (v2's candidates with split's cut and a per-pixel resolve: a hit runs about a tenth of the FLOPs); "
+                            "v4 (v2 with the slow half of its joint layer cached and a wider cached branch, --slow-width; "
+                            "--init a v2 weights file or 'shipped' starts from exactly what that v2 computes)")
     train.add_argument("--resolve-kernel", type=int, choices=(1, 3), default=1,
                        help="SS v3: kernel size of the first display-resolution layer (3: sees neighbours, costs a hit more)")
     train.add_argument("--correction", choices=["free", "range", "bounded"],
-                       help="SS designs v2 and v3 (default range; v1 and split only add theirs freely): the resolve's colour correction as predicted (free), or scaled by the current frame's "
+                       help="SS designs v2, v3 and v4 (default range; v1 and split only add theirs freely): the resolve's colour correction as predicted (free), or scaled by the current frame's "
                             "local colour range (range, the shipped choice: flat areas, where all candidates agree, keep their colour), and the "
                             "output also kept inside that range (bounded: no fringes beyond the neighbouring samples, but no texture beyond them either)")
     train.add_argument("--cache-in-loop", type=float, default=0.0, metavar="P",
@@ -63,6 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "of the last frame that computed them, as a cache hit does (0: never)")
     train.add_argument("--width", type=int, default=24,
                        help="SS: channels of the slow (cached) branch's first level; the split design's hit path does not grow with it")
+    train.add_argument("--slow-width", type=int, metavar="N",
+                       help="SS design v4: channels of the cached branch's first level (default: --width); its hit path does not grow with it")
     train.add_argument("--fe-inputs", choices=["shading", "color"], default="shading",
                        help="FE: warp and predict shading (colour / albedo, re-multiplied by the current albedo) or plain colour")
     train.add_argument("--fe-residual", choices=["full", "holes"], default="holes",

@@ -50,7 +50,12 @@ class Placement:
     def model(self, module: torch.nn.Module) -> torch.nn.Module:
         """Move a network here (in place, as ``Module.to`` does)."""
         module = module.to(device=self.device, dtype=self.dtype)
-        return module.to(memory_format=torch.channels_last) if self.channels_last else module
+        if not self.channels_last:
+            return module
+        for part in module.modules():  # networks that pick a memory format per level keep the one asked for
+            if hasattr(part, "mixed_memory_format"):
+                part.mixed_memory_format = False
+        return module.to(memory_format=torch.channels_last)
 
     def inputs(self, tensors) -> tuple:
         """Network inputs cast for the call."""

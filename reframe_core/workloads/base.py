@@ -156,6 +156,11 @@ class Workload:
         """(constructor config, freshly built network) for ``config`` (a TrainConfig)."""
         raise NotImplementedError
 
+    def grown_network(self, model, stored: dict, arch_config: dict):
+        """For ``train --init``: the network ``arch_config`` describes, computing exactly what ``model`` (built from
+        ``stored``, another configuration) does, or None where this workload has no such conversion."""
+        return None
+
     def training_sequences(self, roots: list[str], config) -> list[list]:
         raise NotImplementedError
 

@@ -225,8 +225,10 @@ class _Replay(torch.nn.Module):
 
 
 def _correction(config) -> str:
-    """The resolve's correction setting where the design has one (v2, v3); v1 and split add theirs freely."""
-    return config.correction if config.design in ("v2", "v3") else "free"
+    """The resolve's correction setting where the design has one (v2, v3, v4); v1 and split add theirs freely."""
+    from reframe_core.networks.supersampling import SupersamplingNet
+
+    return config.correction if config.design in SupersamplingNet.RESOLVING_DESIGNS else "free"
 
 
 def crop_sizes(crop: int, scale: float) -> tuple[int, int]:
@@ -306,7 +308,19 @@ class SupersamplingWorkload(Workload):
             arch_config["resolve_kernel"] = config.resolve_kernel
         if _correction(config) != "free":  # older weights files do not carry it
             arch_config["correction"] = _correction(config)
+        if config.design == "v4":
+            arch_config["slow_width"] = config.slow_width or config.width
         return arch_config, get_network(self.arch).build(**arch_config)
+
+    def grown_network(self, model, stored: dict, arch_config: dict):
+        """The network ``arch_config`` describes, computing exactly what ``model`` (built from ``stored``) does,
+        where one can be made: design v4 from v2 with the same width and correction. None otherwise."""
+        from reframe_core.networks.supersampling import v4_from_v2
+
+        others = lambda config: {k: v for k, v in config.items() if k not in ("design", "slow_width")}  # noqa: E731
+        if stored.get("design", "v2") != "v2" or arch_config.get("design") != "v4" or others(stored) != others(arch_config):
+            return None
+        return v4_from_v2(model, arch_config["slow_width"]).train()
 
     def training_sequences(self, roots, config) -> list[list[_TrainingFrame]]:
         from reframe_core.frames.dataset import Dataset, runs_between_cuts
