@@ -186,6 +186,29 @@ def test_v4_design_caches_more_and_starts_from_exactly_what_a_v2_computes():
         v4_from_v2(v2, slow_width=16)
 
 
+def test_the_resolve_computes_the_same_channels_last_or_channels_first(monkeypatch):
+    """From CHANNELS_LAST_RESOLVE_PIXELS display pixels up, the resolve's layers run channels-last on a CPU: the
+    output is the channels-first one, in the network and in its cached copy."""
+    from reframe_core.networks import supersampling
+
+    torch.manual_seed(0)
+    net = get_network("ss").build(design="v4", slow_width=32, correction="range").eval()
+    inputs = get_network("ss").example_inputs(40, 56, batch=2)
+    layouts = []
+    with torch.no_grad():
+        monkeypatch.setattr(supersampling, "CHANNELS_LAST_RESOLVE_PIXELS", 10**9)
+        first = net(*inputs)
+        monkeypatch.setattr(supersampling, "CHANNELS_LAST_RESOLVE_PIXELS", 0)
+        features = supersampling._resolve_layout(torch.rand(1, 4, 8, 8))
+        layouts.append(features.is_contiguous(memory_format=torch.channels_last) and not features.is_contiguous())
+        last = net(*inputs)
+        cached = cache_model(net, inputs)
+        hit = (cached(*inputs, refresh=True), cached(*inputs, refresh=False))[1]
+    assert layouts == [True]
+    torch.testing.assert_close(last, first, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(hit, first, rtol=1e-5, atol=1e-5)
+
+
 def test_v2_resolve_reads_its_candidates_as_separate_up_samplings_would():
     """The resolve reads every up-sampling through one grid, one grid_sample per mode, and takes the 3x3 range
     by separable min/max: the network's output is what the plain formulation (a grid per call, max_pool2d)

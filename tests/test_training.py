@@ -247,7 +247,7 @@ def test_correction_is_refused_where_the_design_has_none(tiny_dataset, tmp_path,
     # v1 and split add their correction freely: asking them for another must not train a network silently without it.
     out = tmp_path / "v1.pt"
     assert _train(tiny_dataset, out, 1, "--design", "v1", "--correction", "range") == 2
-    assert "--correction range needs --design v2 or v3" in capsys.readouterr().err
+    assert "--correction range needs --design v2, v3, v4" in capsys.readouterr().err
     assert not out.exists() and not out.with_suffix(".ckpt").exists()
     assert _train(tiny_dataset, out, 1, "--design", "v1") == 0  # without the option, each design takes its own
     assert "correction" not in load_network(out, "ss")[1]["config"]
@@ -272,7 +272,7 @@ def test_fine_tuning_starts_from_the_shipped_weights_on_the_chosen_frames(tiny_d
     # Another configuration than the shipped one is refused with what differs; frames the data lacks too.
     capsys.readouterr()
     assert _train(tiny_dataset, tmp_path / "v3.pt", 1, "--init", "shipped", "--design", "v3") == 2
-    assert "design 'v3' here, 'v2' in ss_x2.pt" in capsys.readouterr().err
+    assert "design 'v3' here, 'v4' in ss_x2.pt" in capsys.readouterr().err
     assert _train(tiny_dataset, tmp_path / "wide.pt", 1, "--slow-width", "32") == 2
     assert "--slow-width is design v4's" in capsys.readouterr().err
     assert _train(tiny_dataset, tmp_path / "none.pt", 1, "--frames", "20-30") == 2
@@ -283,18 +283,21 @@ def test_fine_tuning_starts_from_the_shipped_weights_on_the_chosen_frames(tiny_d
     assert json.loads(report_path.read_text())["reports"][0]["frames"] == 3
 
 
-def test_a_v4_network_trained_from_the_shipped_v2_starts_from_what_it_computes(tiny_dataset, tmp_path):
-    """--design v4 --init shipped: the wider cached branch starts as an exact copy of the shipped v2's function
-    (lr 1e-9 leaves the start), so fine-tuning begins from the shipped quality, not from scratch."""
+def test_a_v4_network_trained_from_a_v2_starts_from_what_it_computes(tiny_dataset, tmp_path):
+    """--design v4 --init V2_FILE: the wider cached branch starts as an exact copy of that v2's function (lr 1e-9
+    leaves the start), so training begins from its quality, not from scratch."""
     from reframe_core.networks import get_network
-    from reframe_core.weights import shipped
+    from reframe_core.weights import save_weights, shipped
 
+    v2, v2_payload = load_network(shipped("ss_x1.5"), "ss")  # the 1.5x weights are a trained v2
+    assert v2_payload["config"]["design"] == "v2"
+    v2_file = tmp_path / "v2.pt"
+    save_weights(v2_file, "ss", v2_payload["config"], v2, v2_payload["card"])
     grown = tmp_path / "v4.pt"
-    assert _train(tiny_dataset, grown, 1, "--init", "shipped", "--design", "v4", "--slow-width", "32", "--lr", "1e-9") == 0
-    v2, _ = load_network(shipped("ss_x2"), "ss")
+    assert _train(tiny_dataset, grown, 1, "--init", str(v2_file), "--design", "v4", "--slow-width", "32", "--lr", "1e-9") == 0
     v4, payload = load_network(grown, "ss")
-    assert payload["config"] == {**load_network(shipped("ss_x2"), "ss")[1]["config"], "design": "v4", "slow_width": 32}
-    assert payload["card"]["init"]["file"].endswith("ss_x2.pt")
+    assert payload["config"] == {**v2_payload["config"], "design": "v4", "slow_width": 32}
+    assert payload["card"]["init"]["file"] == str(v2_file)
     inputs = get_network("ss").example_inputs(48, 64, batch=2)
     with torch.no_grad():
         torch.testing.assert_close(v4.eval()(*inputs), v2.eval()(*inputs), rtol=1e-4, atol=1e-5)

@@ -5,24 +5,50 @@ import argparse
 from pathlib import Path
 
 
+# Architecture options and the keys of a weights file's network configuration they set.
+ARCHITECTURE_OPTIONS = {"design": "design", "width": "width", "slow_width": "slow_width", "correction": "correction",
+                        "fe_inputs": "inputs", "fe_residual": "residual"}
+
+
+def _architecture_from_init(args) -> None:
+    """With --init, the architecture options left out are the init file's, so that fine-tuning the shipped
+    weights needs no knowledge of how they were built; options given must still match it (train says what differs)."""
+    if not args.init:
+        return
+    from reframe_core.weights import load_network, shipped
+    from reframe_core.workloads import get_workload
+
+    workload = get_workload(args.workload)
+    path = shipped(workload.weights_name(args.scale)) if args.init == "shipped" else args.init
+    stored = load_network(path, expected_arch=workload.arch)[1].get("config", {})
+    for option, key in ARCHITECTURE_OPTIONS.items():
+        if getattr(args, option) is None and key in stored:
+            setattr(args, option, stored[key])
+    if args.design != "v4" and stored.get("slow_width") == args.slow_width:
+        args.slow_width = None  # another design asked for, from a v4 file: that design has no slow width
+
+
 def _train(args) -> int:
     from reframe_core.errors import SettingsError
     from reframe_core.training import TrainConfig, train
 
     from reframe_core.networks.supersampling import SupersamplingNet
 
-    if args.correction not in (None, "free") and args.design not in SupersamplingNet.RESOLVING_DESIGNS:
+    _architecture_from_init(args)
+    if args.correction not in (None, "free") and (args.design or "v2") not in SupersamplingNet.RESOLVING_DESIGNS:
         raise SettingsError(f"--correction {args.correction} needs --design {', '.join(SupersamplingNet.RESOLVING_DESIGNS)} (design "
-                            f"{args.design} adds its correction freely): drop --correction, or choose one of those designs")
+                            f"{args.design or 'v2'} adds its correction freely): drop --correction, or choose one of those designs")
     if args.slow_width is not None and args.design != "v4":
-        raise SettingsError(f"--slow-width is design v4's (design {args.design} has one width, --width): drop it or add --design v4")
+        raise SettingsError(f"--slow-width is design v4's (design {args.design or 'v2'} has one width, --width): drop it or add --design v4")
     config = TrainConfig(workload=args.workload, data=args.data.split(","), out=args.out, steps=args.steps,
                          batch=args.batch, sequence=args.sequence, history_burn_in=args.history_burn_in, crop=args.crop, lr=args.lr, seed=args.seed,
                          scale=args.scale, held_out=args.held_out.split(",") if args.held_out else [],
-                         stop_after=args.stop_after, loss=args.loss, design=args.design, cache_in_loop=args.cache_in_loop,
+                         stop_after=args.stop_after, loss=args.loss, design=args.design or TrainConfig.design,
+                         cache_in_loop=args.cache_in_loop,
                          resolve_kernel=args.resolve_kernel,
                          correction=args.correction or TrainConfig.correction,
-                         width=args.width, slow_width=args.slow_width or 0, fe_inputs=args.fe_inputs, fe_residual=args.fe_residual,
+                         width=args.width or TrainConfig.width, slow_width=args.slow_width or 0,
+                         fe_inputs=args.fe_inputs or TrainConfig.fe_inputs, fe_residual=args.fe_residual or TrainConfig.fe_residual,
                          frames=args.frames or "", init=args.init or "")
     card = train(config, show_progress=not args.quiet)
     if "stopped_at" in card:
@@ -52,12 +78,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--scale", type=float, default=2.0)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--held-out", default="", help="names of held-out datasets, recorded in the model card")
-    train.add_argument("--design", choices=["v1", "v2", "split", "v3", "v4"], default="v2",
+    train.add_argument("--design", choices=["v1", "v2", "split", "v3", "v4"],
                        help="SS network design: v1; v2 (v1 with a resolve that blends history, clamped history, bicubic, "
                             "bilinear and nearest-sample candidates); split (the slow half of the joint layer cached, thinner hit path); "
                             "v3 (v2's candidates with split's cut and a per-pixel resolve: a hit runs about a tenth of the FLOPs); "
                             "v4 (v2 with the slow half of its joint layer cached and a wider cached branch, --slow-width; "
-                            "--init a v2 weights file or 'shipped' starts from exactly what that v2 computes)")
+                            "--init a v2 weights file starts from exactly what that v2 computes). Default: v2, or with --init "
+                            "the init file's, as for --width, --slow-width, --correction, --fe-inputs and --fe-residual")
     train.add_argument("--resolve-kernel", type=int, choices=(1, 3), default=1,
                        help="SS v3: kernel size of the first display-resolution layer (3: sees neighbours, costs a hit more)")
     train.add_argument("--correction", choices=["free", "range", "bounded"],
@@ -67,13 +94,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--cache-in-loop", type=float, default=0.0, metavar="P",
                        help="SS: chance that each later frame of a training sequence reuses the slow (cached) branch's features "
                             "of the last frame that computed them, as a cache hit does (0: never)")
-    train.add_argument("--width", type=int, default=24,
+    train.add_argument("--width", type=int,
                        help="SS: channels of the slow (cached) branch's first level; the split design's hit path does not grow with it")
     train.add_argument("--slow-width", type=int, metavar="N",
                        help="SS design v4: channels of the cached branch's first level (default: --width); its hit path does not grow with it")
-    train.add_argument("--fe-inputs", choices=["shading", "color"], default="shading",
+    train.add_argument("--fe-inputs", choices=["shading", "color"],
                        help="FE: warp and predict shading (colour / albedo, re-multiplied by the current albedo) or plain colour")
-    train.add_argument("--fe-residual", choices=["full", "holes"], default="holes",
+    train.add_argument("--fe-residual", choices=["full", "holes"],
                        help="FE: add the network's residual everywhere, or only where the history is invalid (disoccluded, entering the frame)")
     train.add_argument("--loss", choices=["log1p", "tonemap", "tonemap-grad"], default="log1p",
                        help="L1 of log(1 + colour); L1 after the display tonemap FLIP is computed in; the same plus L1 of its pixel differences")
