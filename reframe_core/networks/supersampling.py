@@ -253,11 +253,9 @@ class SupersamplingNet(nn.Module):
         # resolution a hit's time goes to memory traffic as much as to arithmetic.
         grid = display_grid(jitter.to(tone.dtype), tone.shape[-2:], size)
         low, high = neighbourhood_range(tone)
-        low, high, nearest = F.grid_sample(torch.cat([low, high, tone], 1), grid, mode="nearest", padding_mode="border",
-                                           align_corners=False).chunk(3, 1)
-        up, bilinear = F.grid_sample(torch.cat([joint, tone], 1), grid, mode="bilinear", padding_mode="border",
-                                     align_corners=False).split([joint.shape[1], 3], 1)
-        bicubic = F.grid_sample(tone, grid, mode="bicubic", padding_mode="border", align_corners=False)
+        low, high, nearest = upsample_unjittered(torch.cat([low, high, tone], 1), jitter, size, "nearest", grid).chunk(3, 1)
+        up, bilinear = upsample_unjittered(torch.cat([joint, tone], 1), jitter, size, "bilinear", grid).split([joint.shape[1], 3], 1)
+        bicubic = upsample_unjittered(tone, jitter, size, "bicubic", grid)
         distance = sample_distance(jitter, tone.shape[-2:], size).expand(tone.shape[0], -1, -1, -1)
         # Candidates: history, clamped history, bicubic, bilinear, nearest sample (V2_CANDIDATES, in this order).
         features = torch.cat([up, past, torch.minimum(torch.maximum(past, low), high), bicubic, bilinear, nearest, distance], 1)
