@@ -6,7 +6,10 @@ import importlib
 import json
 import sys
 
-from reframe_core.errors import ReframeError
+from reframe_core.runtime.pages import use_huge_pages
+
+use_huge_pages()  # before anything imports torch, which reads it once (runtime/pages.py); this process is ours
+from reframe_core.errors import ReframeError  # noqa: E402
 
 # Each module exposes register(subparsers); bpy-dependent ones import bpy only when their command runs.
 COMMAND_MODULES = ("reframe_core.commands.render", "reframe_core.commands.demo", "reframe_core.commands.data",

@@ -188,31 +188,38 @@ def test_v4_design_caches_more_and_starts_from_exactly_what_a_v2_computes():
 
 def test_the_resolve_computes_the_same_channels_last_or_channels_first(monkeypatch):
     """From CHANNELS_LAST_RESOLVE_PIXELS display pixels up, the resolve's layers run channels-last on a CPU: the
-    output is the channels-first one, in the network and in its cached copy."""
+    output is the channels-first one, in the network and in its cached copy; and with autograd (training), which
+    builds the resolve's input by concatenation, it is the same again."""
     from reframe_core.networks import supersampling
 
     torch.manual_seed(0)
     net = get_network("ss").build(design="v4", slow_width=32, correction="range").eval()
     inputs = get_network("ss").example_inputs(40, 56, batch=2)
+    tone, joint = torch.rand(2, 3, 20, 28), torch.rand(2, 24, 20, 28)
     layouts = []
     with torch.no_grad():
         monkeypatch.setattr(supersampling, "CHANNELS_LAST_RESOLVE_PIXELS", 10**9)
         first = net(*inputs)
+        layouts.append(supersampling.resolve_inputs(tone, inputs[2], joint, inputs[3])[0].is_contiguous())
         monkeypatch.setattr(supersampling, "CHANNELS_LAST_RESOLVE_PIXELS", 0)
-        features = supersampling._resolve_layout(torch.rand(1, 4, 8, 8))
+        features = supersampling.resolve_inputs(tone, inputs[2], joint, inputs[3])[0]
         layouts.append(features.is_contiguous(memory_format=torch.channels_last) and not features.is_contiguous())
         last = net(*inputs)
         cached = cache_model(net, inputs)
         hit = (cached(*inputs, refresh=True), cached(*inputs, refresh=False))[1]
-    assert layouts == [True]
+    trained = net(*inputs)
+    assert layouts == [True, True] and trained.requires_grad
     torch.testing.assert_close(last, first, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(hit, first, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(trained.detach(), first, rtol=1e-4, atol=1e-5)
 
 
-def test_v2_resolve_reads_its_candidates_as_separate_up_samplings_would():
-    """The resolve reads every up-sampling through one grid, one grid_sample per mode, and takes the 3x3 range
-    by separable min/max: the network's output is what the plain formulation (a grid per call, max_pool2d)
-    computes from the same weights."""
+@pytest.mark.parametrize("scale", [1.5, 2, 3])
+def test_v2_resolve_reads_its_candidates_as_separate_up_samplings_would(scale):
+    """The resolve reads every up-sampling through one grid, one grid_sample per mode (at whole-number scales,
+    without autograd: shifted weighted sums written into one tensor), and takes the 3x3 range by separable
+    min/max: the network's output is what the plain formulation (a grid per call, max_pool2d) computes from the
+    same weights."""
     import torch.nn.functional as F
     from reframe_core.networks.supersampling import V2_CANDIDATES, neighbourhood_range, sample_distance
 
@@ -233,7 +240,8 @@ def test_v2_resolve_reads_its_candidates_as_separate_up_samplings_would():
 
     torch.manual_seed(0)
     net = get_network("ss").build(design="v2", correction="range").eval()
-    color, gbuffer, jitter, history = get_network("ss").example_inputs(36, 60, batch=2, scale=1.5)
+    color, gbuffer, jitter, history = get_network("ss").example_inputs(36, 60, batch=2, scale=scale)
+    jitter[0] = torch.tensor([0.25, -0.5])  # quarter and half pixels: ties of the nearest sample at scale 2
     joints = []
     hook = net.joint.register_forward_hook(lambda m, a, out: joints.append(out))
     with torch.no_grad():
@@ -268,7 +276,8 @@ def test_v2_design_resolves_among_candidates_and_caches_exactly():
     inputs = entry.example_inputs(64, 64)
     cached = cache_model(model, inputs)
     assert cached.plan.name == "slow" and 0.3 < cached.plan.removed_share
-    expected = model(*inputs)
+    with torch.no_grad():  # as the cache runs it (with autograd, the resolve builds its input another way)
+        expected = model(*inputs)
     assert expected.shape == (1, 3, 64, 64)
     assert torch.equal(cached(*inputs, refresh=True), expected)
     torch.testing.assert_close(cached(*inputs, refresh=False), expected, rtol=1e-5, atol=1e-5)

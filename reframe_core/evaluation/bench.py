@@ -39,6 +39,7 @@ from reframe_core.frames.buffers import FrameBuffers, atomic_write
 from reframe_core.caching.cache import cache_model
 from reframe_core.frames.dataset import Dataset
 from reframe_core.evaluation.metrics import flip, psnr, tonemap_ldr
+from reframe_core.runtime.pages import huge_pages_state
 from reframe_core.runtime.placement import Placement
 from reframe_core.errors import SettingsError
 from reframe_core.policies import parse_policy
@@ -413,7 +414,7 @@ def machine_info(placement: Placement | None = None) -> dict:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
         "cpu_count": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-        "numpy": np.__version__, "cuda_available": torch.cuda.is_available(),
+        "numpy": np.__version__, "cuda_available": torch.cuda.is_available(), "memory_pages": huge_pages_state(),
     }
     for package in ("flip-evaluator", "reframe-blender"):
         try:

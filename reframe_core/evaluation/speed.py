@@ -16,6 +16,7 @@ import torch
 from reframe_core.errors import SettingsError
 from reframe_core.caching.cache import cache_model
 from reframe_core.networks import get_network
+from reframe_core.runtime.pages import huge_pages_state
 from reframe_core.runtime.placement import Placement
 from reframe_core.frames.synthetic import panning_sequence
 from reframe_core.workloads import workload_for_network
@@ -59,6 +60,7 @@ class SpeedReport:
     threads: int
     torch: str
     machine: str
+    memory_pages: str  # what large CPU tensors get (reframe_core.runtime.pages)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -145,6 +147,7 @@ def measure_cache_speed(model: str = "unet", size: str | int = 256, repeats: int
         repeats=repeats, threads=torch.get_num_threads(), torch=torch.__version__,
         machine=(torch.cuda.get_device_name(torch.device(device)) if placement.is_cuda
                  else f"{platform.machine()} CPU"),
+        memory_pages=huge_pages_state(),
     )
 
 
@@ -152,7 +155,7 @@ def format_report(r: SpeedReport) -> str:
     lines = [
         f"model {r.model}{f' ({r.weights})' if r.weights else ''} at {r.size} on {r.device} {r.precision}"
         f"{' channels-last' if r.channels_last else ''}{' compiled' if r.compiled else ''} ({r.machine}; {r.threads} threads, "
-        f"torch {r.torch}); cut {r.cut} caches {', '.join(r.cached)}",
+        f"torch {r.torch}; {r.memory_pages}); cut {r.cut} caches {', '.join(r.cached)}",
         f"FLOPs removed per hit: {r.flops_removed_per_hit:.1%}",
         f"full pass  median {r.full_ms:8.2f} ms  (p10 {r.full_ms_p10_p90[0]:.2f}, p90 {r.full_ms_p10_p90[1]:.2f}, n={r.repeats})",
         f"hit pass   median {r.hit_ms:8.2f} ms  (p10 {r.hit_ms_p10_p90[0]:.2f}, p90 {r.hit_ms_p10_p90[1]:.2f}, n={r.repeats})",

@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from reframe_core.errors import SettingsError
+from reframe_core.networks.resampling import upsample_by_phases, whole_scale
 from reframe_core.networks.windows import window_max, window_min
 
 GBUFFER_CHANNELS = 7  # albedo 3, normal 3, normalised depth 1
@@ -130,16 +131,52 @@ V2_CANDIDATES = 5  # history, clamped history, bicubic, bilinear, nearest sample
 CHANNELS_LAST_RESOLVE_PIXELS = 512 * 512
 
 
-@torch.fx.wrap  # runs as it is inside traced (cached) networks, so it can look at the actual size
-def _resolve_layout(features: torch.Tensor) -> torch.Tensor:
-    """The resolve's input, channels-last where that pays on a CPU. oneDNN's 3x3 convolutions run faster on
-    channels-last tensors, but the conversion is a slow copy: measured on this project's 2-core CPU, the three
-    layers with the conversion in and out take 0.91 s against 1.26 s channels-first at 1920x1080 and 186 against
-    310 ms at 960x540, but 28.5 against 24.3 ms at 256x256. (Concatenating the inputs straight into a channels-last
-    tensor saved the copy but slowed the blend, which then reads the candidates strided: no faster in all.)"""
-    if features.device.type == "cpu" and features.shape[-2] * features.shape[-1] >= CHANNELS_LAST_RESOLVE_PIXELS:
-        return features.contiguous(memory_format=torch.channels_last)
-    return features
+@torch.fx.wrap  # runs as it is inside traced (cached) networks, so it can look at the actual sizes and jitter
+def resolve_inputs(tone: torch.Tensor, jitter: torch.Tensor, joint: torch.Tensor, past: torch.Tensor):
+    """The v2/v4 resolve's per-display-pixel input (B, joint channels + 3 x V2_CANDIDATES + 1, H, W) at the size
+    of ``past``: the up-sampled joint features, the candidates (history, clamped history, bicubic, bilinear,
+    nearest sample: V2_CANDIDATES, in this order) and the nearest sample's distance; with the current frame's
+    3x3 colour range (low, high) read at the display pixels.
+
+    Built for memory traffic, which at display resolution costs a hit as much as the arithmetic does:
+
+    * Layout: channels-last on a CPU from ``CHANNELS_LAST_RESOLVE_PIXELS`` display pixels. oneDNN's 3x3
+      convolutions run faster on channels-last tensors; measured on this project's 2-core CPU, the three layers
+      with a conversion in and out took 0.91 s against 1.26 s channels-first at 1920x1080 and 186 against
+      310 ms at 960x540, but 28.5 against 24.3 ms at 256x256.
+    * Without autograd, on a CPU, at a whole-number scale: every piece is written once, straight into its
+      channels of that tensor (no concatenation, no conversion), and the bilinear and bicubic up-samplings are
+      shifted weighted sums (:mod:`reframe_core.networks.resampling`) instead of grid_sample's gather. At
+      1920x1080 this took a cached v4 frame from 1.81 to 1.23 s on this CPU. Values are grid_sample's to float
+      rounding. Training (autograd: ``out=`` writes cannot be differentiated), other scales and other devices
+      take the concatenating path, every up-sampling through one grid.
+    """
+    size = past.shape[-2:]
+    batch, channels = tone.shape[0], joint.shape[1]
+    grid = display_grid(jitter.to(tone.dtype), tone.shape[-2:], size)
+    low, high = neighbourhood_range(tone)
+    low, high, nearest = upsample_unjittered(torch.cat([low, high, tone], 1), jitter, size, "nearest", grid).chunk(3, 1)
+    distance = sample_distance(jitter, tone.shape[-2:], size).expand(batch, -1, -1, -1)
+    on_cpu = tone.device.type == "cpu"
+    layout = torch.channels_last if on_cpu and size[0] * size[1] >= CHANNELS_LAST_RESOLVE_PIXELS else torch.contiguous_format
+    scale = whole_scale(tone.shape[-2:], size)
+    differentiated = torch.is_grad_enabled() and any(t.requires_grad for t in (tone, joint, past))
+    if scale is None or not on_cpu or differentiated:
+        up, bilinear = upsample_unjittered(torch.cat([joint, tone], 1), jitter, size, "bilinear", grid).split([channels, 3], 1)
+        bicubic = upsample_unjittered(tone, jitter, size, "bicubic", grid)
+        features = torch.cat([up, past, torch.minimum(torch.maximum(past, low), high), bicubic, bilinear, nearest, distance], 1)
+        return features.contiguous(memory_format=layout), low, high
+    features = torch.empty((batch, channels + 3 * V2_CANDIDATES + 1, *size), dtype=tone.dtype, device=tone.device,
+                           memory_format=layout)
+    history, clamped, bicubic, bilinear, sample = (channels + 3 * k for k in range(V2_CANDIDATES))
+    upsample_by_phases(joint, jitter, scale, "bilinear", out=features[:, :channels])
+    features[:, history:history + 3] = past
+    torch.minimum(torch.maximum(past, low), high, out=features[:, clamped:clamped + 3])
+    upsample_by_phases(tone, jitter, scale, "bicubic", out=features[:, bicubic:bicubic + 3])
+    upsample_by_phases(tone, jitter, scale, "bilinear", out=features[:, bilinear:bilinear + 3])
+    features[:, sample:sample + 3] = nearest
+    features[:, -1:] = distance
+    return features, low, high
 
 
 class SupersamplingNet(nn.Module):
@@ -247,23 +284,17 @@ class SupersamplingNet(nn.Module):
         return torch.expm1(out.clamp(max=12))
 
     def _resolve_v2(self, tone, jitter, joint, past, size) -> torch.Tensor:
-        # The jitter is undone here, exactly: the layers only learn what interpolation cannot give. Every
-        # up-sampling reads through one grid, one call per interpolation mode, and every per-pixel input is
-        # written once, into the tensor the resolve reads, whose candidate slice the blend then reads: at display
-        # resolution a hit's time goes to memory traffic as much as to arithmetic.
-        grid = display_grid(jitter.to(tone.dtype), tone.shape[-2:], size)
-        low, high = neighbourhood_range(tone)
-        low, high, nearest = upsample_unjittered(torch.cat([low, high, tone], 1), jitter, size, "nearest", grid).chunk(3, 1)
-        up, bilinear = upsample_unjittered(torch.cat([joint, tone], 1), jitter, size, "bilinear", grid).split([joint.shape[1], 3], 1)
-        bicubic = upsample_unjittered(tone, jitter, size, "bicubic", grid)
-        distance = sample_distance(jitter, tone.shape[-2:], size).expand(tone.shape[0], -1, -1, -1)
-        # Candidates: history, clamped history, bicubic, bilinear, nearest sample (V2_CANDIDATES, in this order).
-        features = torch.cat([up, past, torch.minimum(torch.maximum(past, low), high), bicubic, bilinear, nearest, distance], 1)
-        refined = self.refine(_resolve_layout(features)).contiguous()
+        # The jitter is undone here, exactly: the layers only learn what interpolation cannot give. The blend
+        # reads the candidates from the tensor the layers read, in its layout (:func:`resolve_inputs`).
+        features, low, high = resolve_inputs(tone, jitter, joint, past)
+        refined = self.refine(features)
         channels = joint.shape[1]
         candidates = features[:, channels:channels + 3 * V2_CANDIDATES].unflatten(1, (V2_CANDIDATES, 3))
-        weights = torch.softmax(refined[:, :V2_CANDIDATES], 1)[:, :, None]
-        return self._blend_output((weights * candidates).sum(1), refined[:, V2_CANDIDATES:], low, high)
+        weights = torch.softmax(refined[:, :V2_CANDIDATES], 1)
+        # The weighted sum without the (B, candidates, 3, H, W) product a broadcast multiply would write first:
+        # 84 against 130 ms at 1920x1080 on this project's CPU, same values.
+        blend = torch.einsum("bkhw,bkchw->bchw", weights, candidates)
+        return self._blend_output(blend, refined[:, V2_CANDIDATES:], low, high)
 
     def _resolve_v3(self, tone, jitter, joint, past, size) -> torch.Tensor:
         """v2's candidates, resolved per pixel, with the display-resolution memory traffic kept down: the joint
