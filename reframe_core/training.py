@@ -111,7 +111,22 @@ def _initial_weights(workload, config: TrainConfig, arch_config: dict) -> tuple[
         raise SettingsError(f"--init {config.init}: {path} is another network configuration ({said}); pass the options "
                             "that match it (--design, --width, --slow-width, --fe-inputs, --fe-residual) or drop --init")
     card = payload.get("card") or {}
-    return stored, model.train(), {"file": str(path), "steps": card.get("steps"), "train_data": card.get("train_data")}
+    # Named as given, not resolved: a card must not carry this machine's paths, and "shipped" names the file of
+    # the shipped weights at the time (the next shipped file may be the network this trains).
+    file = f"shipped {path.name}" if config.init == "shipped" else str(config.init)
+    return stored, model.train(), {"file": file, "config": dict(payload.get("config", {})), "steps": card.get("steps"),
+                                   "train_data": card.get("train_data")}
+
+
+def _dataset_label(root) -> str:
+    """A training dataset as a card names it: its scene and display size (``night_market 640x360``), so two
+    datasets of one scene at two sizes are told apart and no path of this machine is kept."""
+    try:
+        settings = json.loads((Path(root) / "metadata.json").read_text())["settings"]
+        width, height = settings["resolution"]
+        return f"{settings['scene']} {width}x{height}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return Path(root).name
 
 
 def train(config: TrainConfig, show_progress: bool = True) -> dict:
@@ -192,11 +207,11 @@ def train(config: TrainConfig, show_progress: bool = True) -> dict:
     bar.close()
     if step < config.steps:
         return {"stopped_at": step, "steps": config.steps, "train_frames": frames, "final_loss_ema": running,
-                "train_data": [Path(d).name for d in config.data], "seconds_this_run": round(time.perf_counter() - started, 1),
+                "train_data": [_dataset_label(d) for d in config.data], "seconds_this_run": round(time.perf_counter() - started, 1),
                 "device": device}
     card = {"workload": config.workload, **workload.card_fields(config), "steps": config.steps, "batch": config.batch,
             "sequence": config.sequence, "crop": config.crop, "seed": config.seed, "loss": config.loss, "lr": config.lr,
-            "train_data": [Path(d).name for d in config.data], "held_out": config.held_out,
+            "train_data": [_dataset_label(d) for d in config.data], "held_out": config.held_out,
             "train_frames": frames, "frames": config.frames or "all", "init": init_card,
             "final_loss_ema": running, "device": device,
             "seconds_this_run": round(time.perf_counter() - started, 1)}

@@ -268,7 +268,9 @@ def test_fine_tuning_starts_from_the_shipped_weights_on_the_chosen_frames(tiny_d
         torch.testing.assert_close(y, x, rtol=0, atol=1e-6, msg=name)
     card = payload["card"]
     assert card["train_frames"] == 3 and card["frames"] == "3-5"  # of the six frames 3-8
-    assert card["init"]["file"].endswith("ss_x2.pt") and card["init"]["steps"] == shipped_payload["card"]["steps"]
+    assert card["init"]["file"] == "shipped ss_x2.pt" and card["init"]["steps"] == shipped_payload["card"]["steps"]
+    assert card["init"]["config"] == shipped_payload["config"]
+    assert card["train_data"] == ["slow_pan 48x48"]  # the dataset's scene and size, no path of this machine
     # Another configuration than the shipped one is refused with what differs; frames the data lacks too.
     capsys.readouterr()
     assert _train(tiny_dataset, tmp_path / "v3.pt", 1, "--init", "shipped", "--design", "v3") == 2
@@ -297,7 +299,7 @@ def test_a_v4_network_trained_from_a_v2_starts_from_what_it_computes(tiny_datase
     assert _train(tiny_dataset, grown, 1, "--init", str(v2_file), "--design", "v4", "--slow-width", "32", "--lr", "1e-9") == 0
     v4, payload = load_network(grown, "ss")
     assert payload["config"] == {**v2_payload["config"], "design": "v4", "slow_width": 32}
-    assert payload["card"]["init"]["file"] == str(v2_file)
+    assert payload["card"]["init"]["file"] == str(v2_file) and payload["card"]["init"]["config"]["design"] == "v2"
     inputs = get_network("ss").example_inputs(48, 64, batch=2)
     with torch.no_grad():
         torch.testing.assert_close(v4.eval()(*inputs), v2.eval()(*inputs), rtol=1e-4, atol=1e-5)

@@ -34,7 +34,9 @@ def huge_pages_state() -> str:
     """What PyTorch's large CPU tensors get in this process, for reports: ``"huge pages"``, or ``"4 kB pages (why)"``.
 
     Read from what the kernel did, not from the variable (set after torch's first allocation, it does nothing):
-    the ``AnonHugePages`` of the mapping that holds a freshly written 8 MB tensor (``/proc/self/smaps``)."""
+    the ``AnonHugePages`` of the mapping that holds a freshly written 64 MB tensor (``/proc/self/smaps``). 64 MB:
+    glibc serves smaller blocks from its heap once freed large blocks have raised its mapping threshold (up to
+    32 MB), where they reuse pages already faulted in, huge or not."""
     import torch
 
     try:
@@ -43,7 +45,9 @@ def huge_pages_state() -> str:
         kernel = None
     if kernel not in ("always", "madvise"):
         return f"4 kB pages (kernel transparent huge pages: {kernel or 'absent'})"
-    probe = torch.ones(2 << 20)
+    if kernel == "madvise" and os.environ.get(ENV, "") in ("", "0"):  # "always": the kernel does it unasked
+        return f"4 kB pages ({ENV}={os.environ.get(ENV) or 'unset'})"
+    probe = torch.ones(16 << 20)
     address, huge = probe.data_ptr(), None
     try:
         with open("/proc/self/smaps") as smaps:
@@ -60,5 +64,5 @@ def huge_pages_state() -> str:
         return "4 kB pages (cannot read /proc/self/smaps)"
     del probe
     if not huge:
-        return f"4 kB pages ({ENV} not set before torch's first allocation)"
+        return f"4 kB pages ({ENV}=1 set after torch's first allocation)"
     return "huge pages"
