@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from reframe_core.errors import SettingsError
 from reframe_core.frames.buffers import atomic_write
-from reframe_core.weights import save_weights
+from reframe_core.frames.dataset import Dataset
+from reframe_core.weights import load_network, save_weights, shipped
 from reframe_core.workloads import get_workload
 
 
@@ -91,11 +92,14 @@ def _checkpoint_path(config: TrainConfig) -> Path:
     return Path(config.out).with_suffix(".ckpt")
 
 
+def init_weights_path(workload, init: str, scale: float) -> Path:
+    """The weights file ``train --init`` names: ``"shipped"`` (the shipped file for ``scale``) or a path."""
+    return shipped(workload.weights_name(scale)) if init == "shipped" else Path(init)
+
+
 def _initial_weights(workload, config: TrainConfig, arch_config: dict) -> tuple[dict, torch.nn.Module, dict]:
     """The network of ``config.init`` (fine-tuning): it must be the architecture this command would build."""
-    from reframe_core.weights import load_network, shipped
-
-    path = shipped(workload.weights_name(config.scale)) if config.init == "shipped" else Path(config.init)
+    path = init_weights_path(workload, config.init, config.scale)
     model, payload = load_network(path, expected_arch=workload.arch)
     stored = dict(payload.get("config", {}))
     # Both configurations in full: a key one side leaves out has the constructor's default.
@@ -116,17 +120,6 @@ def _initial_weights(workload, config: TrainConfig, arch_config: dict) -> tuple[
     file = f"shipped {path.name}" if config.init == "shipped" else str(config.init)
     return stored, model.train(), {"file": file, "config": dict(payload.get("config", {})), "steps": card.get("steps"),
                                    "train_data": card.get("train_data")}
-
-
-def _dataset_label(root) -> str:
-    """A training dataset as a card names it: its scene and display size (``night_market 640x360``), so two
-    datasets of one scene at two sizes are told apart and no path of this machine is kept."""
-    try:
-        settings = json.loads((Path(root) / "metadata.json").read_text())["settings"]
-        width, height = settings["resolution"]
-        return f"{settings['scene']} {width}x{height}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return Path(root).name
 
 
 def train(config: TrainConfig, show_progress: bool = True) -> dict:
@@ -207,11 +200,11 @@ def train(config: TrainConfig, show_progress: bool = True) -> dict:
     bar.close()
     if step < config.steps:
         return {"stopped_at": step, "steps": config.steps, "train_frames": frames, "final_loss_ema": running,
-                "train_data": [_dataset_label(d) for d in config.data], "seconds_this_run": round(time.perf_counter() - started, 1),
+                "train_data": [Dataset.open(d).label for d in config.data], "seconds_this_run": round(time.perf_counter() - started, 1),
                 "device": device}
     card = {"workload": config.workload, **workload.card_fields(config), "steps": config.steps, "batch": config.batch,
             "sequence": config.sequence, "crop": config.crop, "seed": config.seed, "loss": config.loss, "lr": config.lr,
-            "train_data": [_dataset_label(d) for d in config.data], "held_out": config.held_out,
+            "train_data": [Dataset.open(d).label for d in config.data], "held_out": config.held_out,
             "train_frames": frames, "frames": config.frames or "all", "init": init_card,
             "final_loss_ema": running, "device": device,
             "seconds_this_run": round(time.perf_counter() - started, 1)}

@@ -15,12 +15,12 @@ def _architecture_from_init(args) -> None:
     weights needs no knowledge of how they were built; options given must still match it (train says what differs)."""
     if not args.init:
         return
-    from reframe_core.weights import load_network, shipped
+    from reframe_core.training import init_weights_path
+    from reframe_core.weights import load_network
     from reframe_core.workloads import get_workload
 
     workload = get_workload(args.workload)
-    path = shipped(workload.weights_name(args.scale)) if args.init == "shipped" else args.init
-    stored = load_network(path, expected_arch=workload.arch)[1].get("config", {})
+    stored = load_network(init_weights_path(workload, args.init, args.scale), expected_arch=workload.arch)[1].get("config", {})
     for option, key in ARCHITECTURE_OPTIONS.items():
         if getattr(args, option) is None and key in stored:
             setattr(args, option, stored[key])

@@ -43,6 +43,16 @@ class Dataset:
         return cls(root, json.loads(path.read_text()))
 
     @property
+    def label(self) -> str:
+        """Its scene and display size (``night_market 640x360``), as model cards name training data: two datasets of
+        one scene at two sizes are told apart, and no path of this machine is kept."""
+        settings = self.metadata.get("settings", {})
+        if "scene" not in settings or len(settings.get("resolution") or ()) != 2:
+            return self.root.name  # written before the settings were recorded
+        width, height = settings["resolution"]
+        return f"{settings['scene']} {width}x{height}"
+
+    @property
     def scales(self) -> list[float]:
         return sorted(float(k.split("_", 1)[1]) for k in self.metadata["frames"])
 
