@@ -187,30 +187,30 @@ def test_v4_design_caches_more_and_starts_from_exactly_what_a_v2_computes():
 
 
 def test_the_resolve_computes_the_same_channels_last_or_channels_first(monkeypatch):
-    """From CHANNELS_LAST_RESOLVE_PIXELS display pixels up, the resolve's layers run channels-last on a CPU: the
-    output is the channels-first one, in the network and in its cached copy; and with autograd (training), which
-    builds the resolve's input by concatenation, it is the same again."""
+    """On a CPU the resolve's input is written in place, channels-last; built by concatenation (autograd, as in
+    training) it is channels-first below CHANNELS_LAST_RESOLVE_PIXELS display pixels and channels-last from
+    there. The output is the same every way, in the network and in its cached copy."""
     from reframe_core.networks import supersampling
 
     torch.manual_seed(0)
     net = get_network("ss").build(design="v4", slow_width=32, correction="range").eval()
     inputs = get_network("ss").example_inputs(40, 56, batch=2)
     tone, joint = torch.rand(2, 3, 20, 28), torch.rand(2, 24, 20, 28)
-    layouts = []
+    channels_last = lambda t: t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()  # noqa: E731
     with torch.no_grad():
-        monkeypatch.setattr(supersampling, "CHANNELS_LAST_RESOLVE_PIXELS", 10**9)
+        assert channels_last(supersampling.resolve_inputs(tone, inputs[2], joint, inputs[3])[0])
         first = net(*inputs)
-        layouts.append(supersampling.resolve_inputs(tone, inputs[2], joint, inputs[3])[0].is_contiguous())
-        monkeypatch.setattr(supersampling, "CHANNELS_LAST_RESOLVE_PIXELS", 0)
-        features = supersampling.resolve_inputs(tone, inputs[2], joint, inputs[3])[0]
-        layouts.append(features.is_contiguous(memory_format=torch.channels_last) and not features.is_contiguous())
-        last = net(*inputs)
         cached = cache_model(net, inputs)
         hit = (cached(*inputs, refresh=True), cached(*inputs, refresh=False))[1]
+    joint.requires_grad_(True)
+    assert supersampling.resolve_inputs(tone, inputs[2], joint, inputs[3])[0].is_contiguous()
     trained = net(*inputs)
-    assert layouts == [True, True] and trained.requires_grad
-    torch.testing.assert_close(last, first, rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(supersampling, "CHANNELS_LAST_RESOLVE_PIXELS", 0)
+    assert channels_last(supersampling.resolve_inputs(tone, inputs[2], joint, inputs[3])[0])
+    trained_last = net(*inputs)
+    assert trained.requires_grad and trained_last.requires_grad
     torch.testing.assert_close(hit, first, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(trained_last.detach(), first, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(trained.detach(), first, rtol=1e-4, atol=1e-5)
 
 
@@ -422,6 +422,40 @@ def test_window_extremes_are_max_pooling_with_the_outside_ignored(radius):
     expected_min = -F.max_pool2d(-image, side, stride=1, padding=radius)
     assert torch.equal(window_max(image, radius), expected_max) and torch.equal(window_min(image, radius), expected_min)
     assert (window_max(image, radius)[0, 0] == 5.0).sum() == (radius + 1) ** 2
+
+
+def test_ss_low_resolution_branches_run_channels_last_on_a_cpu_with_the_same_output(monkeypatch):
+    """The SS network's low-resolution branches take channels-last inputs on a CPU (faster convolutions there);
+    turning that off (as a placement that asks for
+    channels-last everywhere does) changes no output, nor does caching. The joint features reach the resolve in
+    that layout (the phase up-sampling streams through it)."""
+    from reframe_core.networks import supersampling
+    from reframe_core.runtime.placement import Placement
+
+    torch.manual_seed(0)
+    net = get_network("ss").build(design="v4", slow_width=32).eval()
+    inputs = get_network("ss").example_inputs(40, 56, batch=2)
+    seen = []
+    net.slow.register_forward_pre_hook(lambda module, args: seen.append(("slow", args[0])))
+    net.fast.register_forward_pre_hook(lambda module, args: seen.append(("fast", args[0])))
+    resolve_inputs = supersampling.resolve_inputs
+    monkeypatch.setattr(supersampling, "resolve_inputs", lambda tone, jitter, joint, past: (
+        seen.append(("joint", joint)), resolve_inputs(tone, jitter, joint, past))[1])
+    with torch.no_grad():
+        mixed = net(*inputs)
+        last_layout = {name: t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous() for name, t in seen}
+        assert last_layout == {"slow": True, "fast": True, "joint": True}
+        cached = cache_model(net, inputs)
+        hit = (cached(*inputs, refresh=True), cached(*inputs, refresh=False))[1]
+        net.mixed_memory_format = False
+        seen.clear()
+        plain = net(*inputs)
+        assert all(t.is_contiguous() for _, t in seen)
+        last = Placement(device="cpu", channels_last=True)
+        everywhere = last.model(get_network("ss").build(design="v4", slow_width=32).eval())
+        assert everywhere.mixed_memory_format is False
+    torch.testing.assert_close(mixed, plain, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(hit, plain, rtol=1e-5, atol=1e-5)
 
 
 def test_extranet_gives_the_same_output_channels_first_mixed_or_channels_last():

@@ -26,11 +26,13 @@ def test_phases_are_grid_sample_at_whole_number_scales(mode, scale):
                                rtol=1e-5, atol=1e-5)
 
 
-def test_phases_write_into_a_slice_of_a_channels_last_tensor():
+@pytest.mark.parametrize("source", ["channels-first", "channels-last"])
+def test_phases_write_into_a_slice_of_a_channels_last_tensor(source):
     image = torch.rand(1, 3, 5, 6, generator=torch.Generator().manual_seed(0))
     jitter = torch.tensor([[-0.2, 0.35]])
     target = torch.zeros(1, 8, 10, 12).contiguous(memory_format=torch.channels_last)
-    returned = upsample_by_phases(image, jitter, 2, "bicubic", out=target[:, 2:5])
+    given = image.contiguous(memory_format=torch.channels_last) if source == "channels-last" else image
+    returned = upsample_by_phases(given, jitter, 2, "bicubic", out=target[:, 2:5])
     assert returned.data_ptr() == target[:, 2:5].data_ptr()
     torch.testing.assert_close(target[:, 2:5], grid_sampled(image, jitter, 2, "bicubic"), rtol=1e-5, atol=1e-5)
     assert target[:, :2].abs().sum() == 0 and target[:, 5:].abs().sum() == 0

@@ -81,9 +81,15 @@ def upsample_by_phases(image: torch.Tensor, jitter: torch.Tensor, scale: int, mo
     b, c, h, w = image.shape
     if out is None:
         out = image.new_empty((b, c, h * scale, w * scale))
+    # The intermediate keeps the image's layout: the columns pass streams through it, and the rows pass reads
+    # it in the order it was written (a channels-last image through a channels-first intermediate into a
+    # channels-last slice: 132 against 62 ms for 16 channels to 1920x1080 on this project's CPU).
+    layout = torch.channels_last if image.is_contiguous(memory_format=torch.channels_last) and not image.is_contiguous() \
+        else torch.contiguous_format
     shifts = jitter.detach().double().cpu().tolist()
     for k, (shift_x, shift_y) in enumerate(shifts):
         # Columns first, on the small image; then rows, whose phases are whole rows of the output.
-        columns = _upsample_axis(image[k:k + 1], shift_x, scale, mode, 3)
+        columns = torch.empty((1, c, h, w * scale), dtype=image.dtype, device=image.device, memory_format=layout)
+        _upsample_axis(image[k:k + 1], shift_x, scale, mode, 3, out=columns)
         _upsample_axis(columns, shift_y, scale, mode, 2, out=out[k:k + 1])
     return out

@@ -127,7 +127,22 @@ def local_range(tone: torch.Tensor, jitter: torch.Tensor, size) -> tuple[torch.T
 
 V2_CANDIDATES = 5  # history, clamped history, bicubic, bilinear, nearest sample
 
-# Display pixels from which the resolve's 3x3 layers run channels-last on a CPU.
+
+@torch.fx.wrap  # runs as it is inside traced (cached) networks, so it can look at the actual device
+def low_res_layout(x: torch.Tensor) -> torch.Tensor:
+    """``x`` channels-last on a CPU, as it is elsewhere: the layout the low-resolution branches run in.
+
+    oneDNN's 3x3 convolutions run faster on channels-last tensors on a CPU, and the branches at the rendered
+    resolution are mostly such convolutions: measured on this project's 2-core CPU in interleaved runs (shipped
+    v4), a full pass took 82.6 against 104.0 ms at 256x256 and 2664 against 3437 ms at 1920x1080. The joint
+    features leave them channels-last, which is how the resolve's up-sampling reads them fastest
+    (:func:`resolve_inputs`). On a GPU the placement decides (``--channels-last``).
+    """
+    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
+
+
+# Display pixels from which a resolve input built by concatenation (training, the 1.5x scale) is converted to
+# channels-last on a CPU; one written in place (:func:`resolve_inputs`) is channels-last on a CPU at any size.
 CHANNELS_LAST_RESOLVE_PIXELS = 512 * 512
 
 
@@ -140,10 +155,12 @@ def resolve_inputs(tone: torch.Tensor, jitter: torch.Tensor, joint: torch.Tensor
 
     Built for memory traffic, which at display resolution costs a hit as much as the arithmetic does:
 
-    * Layout: channels-last on a CPU from ``CHANNELS_LAST_RESOLVE_PIXELS`` display pixels. oneDNN's 3x3
-      convolutions run faster on channels-last tensors; measured on this project's 2-core CPU, the three layers
-      with a conversion in and out took 0.91 s against 1.26 s channels-first at 1920x1080 and 186 against
-      310 ms at 960x540, but 28.5 against 24.3 ms at 256x256.
+    * Layout: channels-last on a CPU. oneDNN's 3x3 convolutions run faster on channels-last tensors; measured on
+      this project's 2-core CPU, the three layers with a conversion in and out took 0.91 s against 1.26 s
+      channels-first at 1920x1080 and 186 against 310 ms at 960x540, but 28.5 against 24.3 ms at 256x256, so a
+      concatenated input is converted from ``CHANNELS_LAST_RESOLVE_PIXELS`` display pixels up. Written in place
+      (no conversion), a cached v4 frame took 26.2 against 28.6 ms at 256x256 and 10.3 against 11.1 ms at
+      128x128 channels-last (interleaved runs).
     * Without autograd, on a CPU, at a whole-number scale: every piece is written once, straight into its
       channels of that tensor (no concatenation, no conversion), and the bilinear and bicubic up-samplings are
       shifted weighted sums (:mod:`reframe_core.networks.resampling`) instead of grid_sample's gather. At
@@ -159,10 +176,12 @@ def resolve_inputs(tone: torch.Tensor, jitter: torch.Tensor, joint: torch.Tensor
     low, high, nearest = upsample_unjittered(torch.cat([low, high, tone], 1), jitter, size, "nearest", grid).chunk(3, 1)
     distance = sample_distance(jitter, tone.shape[-2:], size).expand(batch, -1, -1, -1)
     on_cpu = tone.device.type == "cpu"
-    layout = torch.channels_last if on_cpu and size[0] * size[1] >= CHANNELS_LAST_RESOLVE_PIXELS else torch.contiguous_format
     scale = whole_scale(tone.shape[-2:], size)
     differentiated = torch.is_grad_enabled() and any(t.requires_grad for t in (tone, joint, past))
-    if scale is None or not on_cpu or differentiated:
+    in_place = on_cpu and scale is not None and not differentiated
+    layout = torch.channels_last if in_place or (on_cpu and size[0] * size[1] >= CHANNELS_LAST_RESOLVE_PIXELS) \
+        else torch.contiguous_format
+    if not in_place:
         up, bilinear = upsample_unjittered(torch.cat([joint, tone], 1), jitter, size, "bilinear", grid).split([channels, 3], 1)
         bicubic = upsample_unjittered(tone, jitter, size, "bicubic", grid)
         features = torch.cat([up, past, torch.minimum(torch.maximum(past, low), high), bicubic, bilinear, nearest, distance], 1)
@@ -173,8 +192,13 @@ def resolve_inputs(tone: torch.Tensor, jitter: torch.Tensor, joint: torch.Tensor
     upsample_by_phases(joint, jitter, scale, "bilinear", out=features[:, :channels])
     features[:, history:history + 3] = past
     torch.minimum(torch.maximum(past, low), high, out=features[:, clamped:clamped + 3])
-    upsample_by_phases(tone, jitter, scale, "bicubic", out=features[:, bicubic:bicubic + 3])
-    upsample_by_phases(tone, jitter, scale, "bilinear", out=features[:, bilinear:bilinear + 3])
+    # The colour's two up-samplings (adjacent channels) are sums of several passes each: channels-last, every pass
+    # would touch a cache line per pixel for three values, so they are summed in a channels-first buffer and
+    # copied in once (1920x1080, with the joint features channels-last: the whole input 204 against 307 ms).
+    colour = torch.empty((batch, 6, *size), dtype=tone.dtype, device=tone.device)
+    upsample_by_phases(tone, jitter, scale, "bicubic", out=colour[:, :3])
+    upsample_by_phases(tone, jitter, scale, "bilinear", out=colour[:, 3:])
+    features[:, bicubic:bilinear + 3] = colour
     features[:, sample:sample + 3] = nearest
     features[:, -1:] = distance
     return features, low, high
@@ -208,6 +232,9 @@ class SupersamplingNet(nn.Module):
             raise SettingsError(f"correction must be one of {', '.join(self.CORRECTIONS)}, and 'range' or 'bounded' needs "
                                 f"design v2, v3 or v4: got {correction!r} with design {design!r}")
         self.design = design
+        # Low-resolution branches channels-last on a CPU (:func:`low_res_layout`); Placement turns this off when it
+        # runs the whole network channels-last (its inputs then already are).
+        self.mixed_memory_format = True
         # v2/v3 resolve: how far the colour correction added to the candidates' blend may go. "free": as far as the
         # layers say. "range": scaled by the current frame's local colour range (per channel, log space), so on a
         # flat area, where every candidate already agrees, the layers cannot shift the colour: a network trained
@@ -261,8 +288,11 @@ class SupersamplingNet(nn.Module):
     def forward(self, color: torch.Tensor, gbuffer: torch.Tensor, jitter: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         tone = torch.log1p(color.clamp(min=0))
         jitter_map = jitter[:, :, None, None].expand(-1, -1, color.shape[-2], color.shape[-1])
-        fast = self.fast(torch.cat([tone, jitter_map], 1))
-        slow = self.slow(torch.cat([tone, gbuffer], 1))
+        fast_input, slow_input = torch.cat([tone, jitter_map], 1), torch.cat([tone, gbuffer], 1)
+        if self.mixed_memory_format:
+            fast_input, slow_input = low_res_layout(fast_input), low_res_layout(slow_input)
+        fast = self.fast(fast_input)
+        slow = self.slow(slow_input)
         if self.design in ("v1", "v2"):
             joint = self.joint(torch.cat([fast, slow], 1))
         elif self.design in ("v3", "v4"):
