@@ -425,10 +425,9 @@ def test_window_extremes_are_max_pooling_with_the_outside_ignored(radius):
 
 
 def test_ss_low_resolution_branches_run_channels_last_on_a_cpu_with_the_same_output(monkeypatch):
-    """The SS network's low-resolution branches take channels-last inputs on a CPU (faster convolutions there);
-    turning that off (as a placement that asks for
-    channels-last everywhere does) changes no output, nor does caching. The joint features reach the resolve in
-    that layout (the phase up-sampling streams through it)."""
+    """The SS network's low-resolution branches take channels-last inputs on a CPU (faster convolutions there),
+    and the joint features reach the resolve in that layout (the phase up-sampling streams through it). Turning
+    that off, as a placement that asks for channels-last everywhere does, changes no output; nor does caching."""
     from reframe_core.networks import supersampling
     from reframe_core.runtime.placement import Placement
 

@@ -133,8 +133,9 @@ def low_res_layout(x: torch.Tensor) -> torch.Tensor:
     """``x`` channels-last on a CPU, as it is elsewhere: the layout the low-resolution branches run in.
 
     oneDNN's 3x3 convolutions run faster on channels-last tensors on a CPU, and the branches at the rendered
-    resolution are mostly such convolutions: measured on this project's 2-core CPU in interleaved runs (shipped
-    v4), a full pass took 82.6 against 104.0 ms at 256x256 and 2664 against 3437 ms at 1920x1080. The joint
+    resolution are mostly such convolutions. Measured on this project's 2-core CPU, the shipped v4 before and
+    after this layout (and the resolve's, below), interleaved in one process: a full pass 90.7 against 115.1 ms
+    at 256x256 and 2763 against 3463 ms at 1920x1080 (README, "Channels-last where it pays"). The joint
     features leave them channels-last, which is how the resolve's up-sampling reads them fastest
     (:func:`resolve_inputs`). On a GPU the placement decides (``--channels-last``).
     """
