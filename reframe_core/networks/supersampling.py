@@ -166,8 +166,7 @@ def resolve_inputs(tone: torch.Tensor, jitter: torch.Tensor, joint: torch.Tensor
       channels of that tensor (no concatenation, no conversion), and the bilinear and bicubic up-samplings are
       shifted weighted sums (:mod:`reframe_core.networks.resampling`) instead of grid_sample's gather. At
       1920x1080 a cached v4 frame took 1.39 s against 1.60 s before, both with 4 kB pages (README, "A cheaper
-      hit at 1080p"). Values are grid_sample's to float
-      rounding. Training (autograd: ``out=`` writes cannot be differentiated), other scales and other devices
+      hit at 1080p"). Values are grid_sample's to float rounding. Training (autograd: ``out=`` writes cannot be differentiated), other scales and other devices
       take the concatenating path, every up-sampling through one grid.
     """
     size = past.shape[-2:]
@@ -179,16 +178,14 @@ def resolve_inputs(tone: torch.Tensor, jitter: torch.Tensor, joint: torch.Tensor
     on_cpu = tone.device.type == "cpu"
     scale = whole_scale(tone.shape[-2:], size)
     differentiated = torch.is_grad_enabled() and any(t.requires_grad for t in (tone, joint, past))
-    in_place = on_cpu and scale is not None and not differentiated
-    layout = torch.channels_last if in_place or (on_cpu and size[0] * size[1] >= CHANNELS_LAST_RESOLVE_PIXELS) \
-        else torch.contiguous_format
-    if not in_place:
+    if not (on_cpu and scale is not None and not differentiated):
         up, bilinear = upsample_unjittered(torch.cat([joint, tone], 1), jitter, size, "bilinear", grid).split([channels, 3], 1)
         bicubic = upsample_unjittered(tone, jitter, size, "bicubic", grid)
         features = torch.cat([up, past, torch.minimum(torch.maximum(past, low), high), bicubic, bilinear, nearest, distance], 1)
-        return features.contiguous(memory_format=layout), low, high
+        converted = on_cpu and size[0] * size[1] >= CHANNELS_LAST_RESOLVE_PIXELS
+        return features.contiguous(memory_format=torch.channels_last if converted else torch.contiguous_format), low, high
     features = torch.empty((batch, channels + 3 * V2_CANDIDATES + 1, *size), dtype=tone.dtype, device=tone.device,
-                           memory_format=layout)
+                           memory_format=torch.channels_last)
     history, clamped, bicubic, bilinear, sample = (channels + 3 * k for k in range(V2_CANDIDATES))
     upsample_by_phases(joint, jitter, scale, "bilinear", out=features[:, :channels])
     features[:, history:history + 3] = past

@@ -8,9 +8,10 @@ allocations of 2 MB and more to 2 MB and asks the kernel for transparent huge pa
 faults. Measured the same way: 16,179 faults, 0.48 s system time, 1.26 s wall; a full frame 5.9 -> 4.1 s.
 Memory is still given back when a tensor is freed.
 
-(Keeping freed memory in the heap instead, glibc's ``M_MMAP_MAX=0``, was faster still, 0.97 s, but the heap
-grew by the full size of a block each time PyTorch's 64-byte-aligned request did not fit the block it had just
-freed: a leak over a long render.)
+(Keeping freed memory in the heap instead, glibc's ``M_MMAP_MAX=0``, was faster still, 0.97 s. A first probe
+saw the heap grow by a block's size whenever PyTorch's 64-byte-aligned request did not fit the block it had just
+freed; a later 40-frame render loop levelled off at twice the resident memory, and with the display size
+changing it gained almost nothing (README, "Channels-last where it pays"). So memory is given back.)
 
 PyTorch reads the variable once, at its first allocation, so :func:`use_huge_pages` is called by the command
 line before anything imports torch. Inside Blender nothing is changed: that process and its environment are
