@@ -71,13 +71,6 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def _timed_scale(workload) -> float:
-    """The scale whose weights are timed: 2x, which the example inputs are sized for, where it is shipped (not
-    merely the first of the shipped ones: ss_x1.5 sorts before ss_x2)."""
-    scales = workload.shipped_scales()
-    return 2.0 if 2.0 in scales or not scales else scales[0]
-
-
 def measure_cache_speed(model: str = "unet", size: str | int = 256, repeats: int = 30, warmup: int = 5,
                         policies=("delta:0.1", "motion", "delta:0.1+max-age:8"), device: str = "cpu",
                         precision: str = "fp32", channels_last: bool = False, compile_model: bool = False,
@@ -93,12 +86,12 @@ def measure_cache_speed(model: str = "unet", size: str | int = 256, repeats: int
         if workload is None:
             raise SettingsError(f"--weights needs a workload's network (ss, extranet), not {model}")
         weights = Path(given)
-        net, _ = workload.load(given, _timed_scale(workload))
+        net, _ = workload.load(given, workload.timed_scale())
     elif workload is not None and workload.shipped_scales():
         # A workload's network is timed with its shipped weights, so the measured design is the one users run.
         from reframe_core.weights import shipped
 
-        scale = _timed_scale(workload)
+        scale = workload.timed_scale()
         weights = shipped(workload.weights_name(scale))
         net, _ = workload.load(None, scale)
     else:
@@ -147,7 +140,7 @@ def measure_cache_speed(model: str = "unet", size: str | int = 256, repeats: int
         repeats=repeats, threads=torch.get_num_threads(), torch=torch.__version__,
         machine=(torch.cuda.get_device_name(torch.device(device)) if placement.is_cuda
                  else f"{platform.machine()} CPU"),
-        memory_pages=huge_pages_state(),
+        memory_pages=huge_pages_state() if not placement.is_cuda else "tensors in GPU memory",
     )
 
 

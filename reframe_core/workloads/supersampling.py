@@ -44,13 +44,18 @@ def history_warp_mode(model) -> str:
     return getattr(network_of(model), "history_warp", "bilinear")
 
 
+def frame_tensors(low: FrameBuffers, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One low-res frame's (color, gbuffer, jitter) network inputs, on ``device``."""
+    jitter = torch.from_numpy(np.asarray(low.jitter, np.float32))[None]
+    return to_tensor(low.color).to(device), to_tensor(gbuffer(low)).to(device), jitter.to(device)
+
+
 def ss_inputs(low: FrameBuffers, history: torch.Tensor | None, size: tuple[int, int]) -> tuple[torch.Tensor, ...]:
     """Network inputs for one frame: (color, gbuffer, jitter, history); a None history is a reset."""
-    color = to_tensor(low.color)
-    jitter = torch.from_numpy(np.asarray(low.jitter, np.float32))[None]
+    color, buffers, jitter = frame_tensors(low)
     if history is None:
         history = bicubic_upscale(color, size, jitter)
-    return color, to_tensor(gbuffer(low)), jitter, history
+    return color, buffers, jitter, history
 
 
 def checked_history(history: torch.Tensor, flow: torch.Tensor, fallback: torch.Tensor, jitter: torch.Tensor,
@@ -98,8 +103,7 @@ class Supersampler:
         if hints is not None and hints.cut:
             self._previous = None
         device = self.placement.device
-        color = to_tensor(low.color).to(device)
-        jitter = torch.from_numpy(np.asarray(low.jitter, np.float32))[None].to(device)
+        color, buffers, jitter = frame_tensors(low, device)
         depth = surface_depth(low.depth, low.alpha).to(device)
         history = bicubic_upscale(color, self.size, jitter)  # a reset's history, and the test's fallback
         if self._previous is not None:
@@ -107,7 +111,7 @@ class Supersampler:
             warped = backward_warp(self._previous, flow, mode=self._warp_mode)
             history = checked_history(warped, flow, history, jitter, depth, self._depth)
         self._depth = display_depth(depth, jitter, self.size)
-        inputs = self.placement.inputs((color, to_tensor(gbuffer(low)), jitter, history))
+        inputs = self.placement.inputs((color, buffers, jitter, history))
         with torch.inference_mode():
             if hasattr(self.model, "plan"):  # a CachedModel: the policy decides (the depth: screen policy, reprojection)
                 depth = depth_tensor(low).to(device) if getattr(self.model, "needs_depth", True) else None
