@@ -91,6 +91,11 @@ def test_summary_plot_and_error_maps(report):
     data, out = report
     assert set(data["summary"]) == {"ss", "fe"}
     assert data["summary"]["ss"]["every:2"]["scenes"] == 1  # (the verdict itself: test_target_verdict_...)
+    ss = data["results"][0]
+    # every:2 refreshes frames 3, 5, 7 and every policy refreshes the first: the ceiling's refreshes are among those.
+    assert ss["ceiling"]["frames"][0] == 3 and set(ss["ceiling"]["frames"]) <= {3, 5, 7}
+    assert data["ceilings"]["ss"]["mean_speedup"] == pytest.approx(ss["ceiling"]["speedup"])
+    assert set(data["ceilings"]["ss"]["over_paper"]) == {"delta:0.25"}
     with Image.open(out / "pareto.png") as image:
         assert image.size[0] > 600
     every = data["results"][0]["policies"][1]
@@ -193,6 +198,33 @@ def test_speedups_from_hand_worked_times():
     mostly_hits = bench.speedups([8] * 5, [8, 2, 2, 2, 2], [True, False, False, False, False])
     assert mostly_hits["speedup_median"] == pytest.approx(4.0)
     assert mostly_hits["speedup"] == pytest.approx(8 / ((8 + 4 * 2) / 5))
+
+
+def test_refresh_ceiling_from_hand_worked_times():
+    """Frames 1-4. every:2 refreshes 1 and 3 (10, 10 ms; hits 4, 4), delta refreshes 1 and 4 (12, 10 ms; hits
+    2, 6): only frame 1 is refreshed by both, so the ceiling refreshes there alone. Pooled medians: refresh 10
+    ms (10, 10, 12, 10), hit 4 ms (4, 4, 2, 6); uncached 10 ms -> 10 / ((10 + 3 * 4) / 4)."""
+    runs = [([1, 2, 3, 4], ["full", "hit", "full", "hit"], [10, 4, 10, 4]),
+            ([1, 2, 3, 4], ["full", "hit", "hit", "full"], [12, 2, 6, 10])]
+    got = bench.refresh_ceiling([10, 10, 10, 10], runs)
+    assert got["frames"] == [1] and got["refreshes"] == 1
+    assert got["refresh_ms"] == pytest.approx(10) and got["hit_ms"] == pytest.approx(4)
+    assert got["speedup"] == pytest.approx(10 / 5.5)
+    # Repeats: later passes add timed frames (grades repeat); the forced frames come from the first pass.
+    twice = [(f, g * 2, t * 2) for f, g, t in runs]
+    assert bench.refresh_ceiling([10] * 8, twice)["speedup"] == pytest.approx(10 / 5.5)
+    assert bench.refresh_ceiling([10] * 4, [([1, 2, 3, 4], ["full"] * 4, [10] * 4)]) is None  # no hit: no hit time
+
+    # Over scenes: the mean ceiling, and how far above the paper's delta policy it lies.
+    scene = {**_scene("ss", {"delta:0.25": (1.5, 0.5, [0.01])}), "ceiling": {"speedup": 2.0}}
+    scene["policies"][0]["paper_peer"] = True
+    other = {**_scene("ss", {"delta:0.25": (2.5, 0.9, [0.01])}), "ceiling": {"speedup": 3.0}}
+    other["policies"][0]["paper_peer"] = True
+    results = [scene, other]
+    ceilings = bench.summarize_ceilings(results, bench.summarize(results))
+    assert ceilings["ss"]["mean_speedup"] == pytest.approx(2.5)
+    assert ceilings["ss"]["over_paper"] == {"delta:0.25": pytest.approx(2.5 / 2.0 - 1)}
+    assert "ceiling (refreshing only where every policy did" in bench.format_summary(bench.summarize(results), ceilings)
 
 
 class _HandCountedNet(nn.Module):

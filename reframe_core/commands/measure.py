@@ -184,16 +184,17 @@ def _bench(args) -> int:
             result["weights"] = str(args.weights or workload.weights_name(args.scale))
             results.append(result)
     summary = bench.summarize(results)
+    ceilings = bench.summarize_ceilings(results, summary)
     print(bench.format_table(results))
     print()
-    print(bench.format_summary(summary))
+    print(bench.format_summary(summary, ceilings))
     report = {"schema": bench.SCHEMA, "command": "reframe-blender " + " ".join(args.argv),
               "machine": bench.machine_info(placement),
               "settings": {"workloads": workloads, "scenes": scenes, "scale": args.scale, "k": args.k,
                            "device": args.device, "precision": args.precision, "channels_last": args.channels_last,
                            "compile": args.compile, "warmup": args.warmup, "repeats": args.repeats, "cut": args.cut,
                            "torch_threads": torch.get_num_threads()},
-              "target": bench.TARGET, "results": results, "summary": summary}
+              "target": bench.TARGET, "results": results, "summary": summary, "ceilings": ceilings}
     if args.json:
         import json
 
@@ -203,7 +204,7 @@ def _bench(args) -> int:
         atomic_write(Path(args.json), lambda tmp: tmp.write_text(text))
         print(f"wrote {args.json}" + (f" and error maps in {maps_dir}" if maps_dir else ""))
     if args.plot:
-        bench.plot_pareto(summary, args.plot, title=", ".join(scenes))
+        bench.plot_pareto(summary, args.plot, title=", ".join(scenes), ceilings=ceilings)
         print(f"wrote {args.plot}")
     return 0
 

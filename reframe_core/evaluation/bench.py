@@ -16,7 +16,10 @@ Speed figures are per frame that runs the network (every frame for SS, the extra
   proportion the policy chose them. Per-frame times of a
   cached run are bimodal: a plain median reports the hit time alone once more than half the frames hit.
   ``speedup_median`` (plain medians) and ``speedup_total`` (summed times) are reported beside it;
-* ``speedup_step``: the same for the whole workload step (warping, input building, network).
+* ``speedup_step``: the same for the whole workload step (warping, input building, network);
+* ``ceiling`` (per sequence, and its mean per workload): the speedup of refreshing only on the frames every
+  policy refreshed (first frames, camera cuts), from the same refresh and hit times: no policy is faster, so it
+  bounds what any policy can gain over the paper's on these sequences (:func:`refresh_ceiling`).
 
 Quality: FLIP (LDR, after :func:`metrics.tonemap_ldr`) of the cached output against the uncached output
 (mean, p95, max per frame), and FLIP and PSNR of both against the native render.
@@ -298,6 +301,7 @@ def measure_sequence(workload: Workload, seq: FrameSequence, model, policies: li
     if not uncached.net_ms:
         raise SettingsError(f"sequence {seq.name!r}: the network ran on no frame (FE needs more than k frames)")
     base_net = statistics.median(uncached.net_ms)
+    ceiling = refresh_ceiling(uncached.net_ms, [(run.frames, run.grades, run.net_ms) for run in runs[1:]])
     result = {
         "workload": workload.name, "scene": seq.name, "source": seq.source,
         "frames": seq.frames, "network_frames": len(uncached.frames), "repeats": repeats,
@@ -307,6 +311,7 @@ def measure_sequence(workload: Workload, seq: FrameSequence, model, policies: li
                      "vs_truth": {"flip_mean": float(np.mean(uncached.flip_truth)),
                                   "psnr_mean": float(np.mean(uncached.psnr_truth))}},
         "policies": [],
+        "ceiling": ceiling,
     }
     for run in runs[1:]:
         cached = run.timed._model
@@ -373,6 +378,31 @@ def speedups(uncached_ms: list[float], cached_ms: list[float], grades: list) -> 
     base = statistics.median(uncached_ms)
     return {"speedup": base / mixed, "speedup_median": base / statistics.median(cached_ms),
             "speedup_total": sum(uncached_ms) / sum(cached_ms)}
+
+
+def refresh_ceiling(uncached_ms: list[float], runs: list[tuple[list, list, list]]) -> dict | None:
+    """The most any policy could speed a sequence up: refreshing only on the frames every policy refreshed (the
+    first network frame, camera cuts), hitting on all the others. An upper bound on speed alone (such a policy
+    may break the quality budget), timed from this sequence's own passes: the median refresh and the median hit
+    over every cached run. ``runs``: per cached run (network frames of the first pass, grade per timed frame,
+    ms per timed frame). None when no run hit (no hit time to go by).
+
+    Why: a policy can only gain over another on the refreshes that one makes beyond these; where the paper's
+    policy already refreshes on them alone, no policy can be faster than it on that sequence."""
+    if not runs:
+        return None
+    frames = runs[0][0]
+    forced = set(frames)
+    for run_frames, grades, _ in runs:
+        forced &= {f for f, g in zip(run_frames, grades) if g != "hit"}
+    refresh = [ms for _, grades, times in runs for ms, g in zip(times, grades) if g == "full"]
+    hit = [ms for _, grades, times in runs for ms, g in zip(times, grades) if g == "hit"]
+    if not hit or not refresh:
+        return None
+    n, r = len(frames), len(forced)
+    mixed = (r * statistics.median(refresh) + (n - r) * statistics.median(hit)) / n
+    return {"refreshes": r, "frames": sorted(forced), "refresh_ms": statistics.median(refresh),
+            "hit_ms": statistics.median(hit), "speedup": statistics.median(uncached_ms) / mixed}
 
 
 def summarize(results: list[dict]) -> dict:
@@ -455,10 +485,30 @@ def format_table(results: list[dict]) -> str:
             lines.append(f"  {name:<{width}} {p['speedup']:6.2f}x {p['speedup_step']:5.2f}x {p['hit_rate']:5.0%} {partial:5.0%} "
                          f"{p['flops_removed']:6.0%} {overhead} {f['mean']:13.4f} {f['p95']:6.4f} {f['max']:6.4f} "
                          f"{p['vs_truth']['flip_mean']:11.4f}")
+        c = r.get("ceiling")
+        if c:
+            lines.append(f"  ceiling {c['speedup']:.2f}x: refresh only on frame{'s' if c['refreshes'] > 1 else ''} "
+                         f"{', '.join(map(str, c['frames']))} (refresh {c['refresh_ms']:.1f} ms, hit {c['hit_ms']:.1f} ms)")
     return "\n".join(lines)
 
 
-def format_summary(summary: dict) -> str:
+def summarize_ceilings(results: list[dict], summary: dict) -> dict:
+    """Per workload, over scenes: the mean :func:`refresh_ceiling` speedup, and how far it lies above each of
+    the paper's policies in ``summary`` (the most any policy could gain over that one on these sequences).
+    Workloads where a scene has no ceiling (no run hit) are left out."""
+    out: dict = {}
+    for workload in summary:
+        ceilings = [r.get("ceiling") for r in results if r["workload"] == workload]
+        if not ceilings or any(c is None for c in ceilings):
+            continue
+        mean = float(np.mean([c["speedup"] for c in ceilings]))
+        out[workload] = {"mean_speedup": mean, "scenes": len(ceilings),
+                         "over_paper": {spec: mean / s["mean_speedup"] - 1 for spec, s in summary[workload].items()
+                                        if s["paper_peer"] and s["family"] == "delta"}}
+    return out
+
+
+def format_summary(summary: dict, ceilings: dict | None = None) -> str:
     lines = [f"target: mean speedup >= {TARGET['speedup']}x at mean FLIP <= {TARGET['flip_mean']} "
              f"and no frame > {TARGET['flip_max']} vs uncached"]
     for workload, policies in summary.items():
@@ -468,11 +518,17 @@ def format_summary(summary: dict) -> str:
             name = spec + (" (paper)" if s["paper_peer"] else "")
             lines.append(f"{'':<{len(workload) + 2}}{name:<{width}} {s['mean_speedup']:6.2f}x {s['mean_hit_rate']:5.0%} "
                          f"{s['mean_flip_vs_uncached']:9.4f} {s['max_flip_vs_uncached']:8.4f}  {'met' if s['meets_target'] else 'not met'}")
+        ceiling = (ceilings or {}).get(workload)
+        if ceiling:
+            peers = ", ".join(f"{gain:+.1%} over {spec}" for spec, gain in ceiling["over_paper"].items())
+            lines.append(f"{'':<{len(workload) + 2}}ceiling (refreshing only where every policy did: first frames, cuts): "
+                         f"{ceiling['mean_speedup']:.2f}x" + (f", {peers}" if peers else ""))
     return "\n".join(lines)
 
 
-def plot_pareto(summary: dict, path: str | Path, title: str = "") -> None:
-    """Speedup vs mean FLIP (vs uncached) per workload: one curve per policy family, one point per spec."""
+def plot_pareto(summary: dict, path: str | Path, title: str = "", ceilings: dict | None = None) -> None:
+    """Speedup vs mean FLIP (vs uncached) per workload: one curve per policy family, one point per spec; the
+    workload's :func:`summarize_ceilings` speedup as a dotted line where given."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -492,6 +548,10 @@ def plot_pareto(summary: dict, path: str | Path, title: str = "") -> None:
             for x, y, spec, _ in points:
                 arg = spec.split(":", 1)[1] if ":" in spec and "+" not in spec else spec
                 ax.annotate(arg, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=6)
+        ceiling = (ceilings or {}).get(workload)
+        if ceiling:
+            ax.axhline(ceiling["mean_speedup"], color="grey", ls=":", lw=1,
+                       label=f"ceiling {ceiling['mean_speedup']:.2f}x (refreshing only where every policy did)")
         top = max(ax.get_ylim()[1], TARGET["speedup"] + 0.2)
         ax.fill_between([0, TARGET["flip_mean"]], TARGET["speedup"], top, color="green", alpha=0.08,
                         label=f"target (>= {TARGET['speedup']:g}x, FLIP <= {TARGET['flip_mean']:g})")
