@@ -92,10 +92,10 @@ def test_summary_plot_and_error_maps(report):
     assert set(data["summary"]) == {"ss", "fe"}
     assert data["summary"]["ss"]["every:2"]["scenes"] == 1  # (the verdict itself: test_target_verdict_...)
     ss = data["results"][0]
-    # every:2 refreshes frames 3, 5, 7 and every policy refreshes the first: the ceiling's refreshes are among those.
-    assert ss["ceiling"]["frames"][0] == 3 and set(ss["ceiling"]["frames"]) <= {3, 5, 7}
-    assert data["ceilings"]["ss"]["mean_speedup"] == pytest.approx(ss["ceiling"]["speedup"])
-    assert set(data["ceilings"]["ss"]["over_paper"]) == {"delta:0.25"}
+    # every:2 refreshes frames 3, 5, 7 and every policy refreshes the first: the forced ones are among those.
+    assert ss["forced_refreshes"][0] == 3 and set(ss["forced_refreshes"]) <= {3, 5, 7}
+    ceilings = {p["policy"]: p["speedup_ceiling"] for p in ss["policies"]}
+    assert ceilings["always"] is None and ceilings["every:2"] > 0  # always never hits: no hit time to go by
     with Image.open(out / "pareto.png") as image:
         assert image.size[0] > 600
     every = data["results"][0]["policies"][1]
@@ -201,30 +201,38 @@ def test_speedups_from_hand_worked_times():
 
 
 def test_refresh_ceiling_from_hand_worked_times():
-    """Frames 1-4. every:2 refreshes 1 and 3 (10, 10 ms; hits 4, 4), delta refreshes 1 and 4 (12, 10 ms; hits
-    2, 6): only frame 1 is refreshed by both, so the ceiling refreshes there alone. Pooled medians: refresh 10
-    ms (10, 10, 12, 10), hit 4 ms (4, 4, 2, 6); uncached 10 ms -> 10 / ((10 + 3 * 4) / 4)."""
-    runs = [([1, 2, 3, 4], ["full", "hit", "full", "hit"], [10, 4, 10, 4]),
-            ([1, 2, 3, 4], ["full", "hit", "hit", "full"], [12, 2, 6, 10])]
-    got = bench.refresh_ceiling([10, 10, 10, 10], runs)
-    assert got["frames"] == [1] and got["refreshes"] == 1
-    assert got["refresh_ms"] == pytest.approx(10) and got["hit_ms"] == pytest.approx(4)
-    assert got["speedup"] == pytest.approx(10 / 5.5)
-    # Repeats: later passes add timed frames (grades repeat); the forced frames come from the first pass.
-    twice = [(f, g * 2, t * 2) for f, g, t in runs]
-    assert bench.refresh_ceiling([10] * 8, twice)["speedup"] == pytest.approx(10 / 5.5)
-    assert bench.refresh_ceiling([10] * 4, [([1, 2, 3, 4], ["full"] * 4, [10] * 4)]) is None  # no hit: no hit time
+    """Frames 1-4. every:2 refreshes 1 and 3, delta refreshes 1 and 4: only frame 1 is refreshed by both, so
+    no policy can refresh less than once. delta's own times: refreshes 12 and 10 ms (median 11), hits 2 and 6 ms
+    (median 4); uncached 10 ms. Its speedup mixes them 2:2 -> 10 / 7.5; refreshing on frame 1 alone -> 10 /
+    ((11 + 3 * 4) / 4) = 10 / 5.75."""
+    every = ([1, 2, 3, 4], ["full", "hit", "full", "hit"])
+    delta = ([1, 2, 3, 4], ["full", "hit", "hit", "full"])
+    assert bench.forced_refreshes([every, delta]) == [1]
+    assert bench.forced_refreshes([every, ([1, 2, 3, 4], ["full", "hit", "full", "full"])]) == [1, 3]
+    delta_ms = [12, 2, 6, 10]
+    assert bench.speedups([10] * 4, delta_ms, delta[1])["speedup"] == pytest.approx(10 / 7.5)
+    assert bench.refresh_ceiling([10] * 4, delta_ms, delta[1], frames=4, forced=1) == pytest.approx(10 / 5.75)
+    # Repeats add timed frames (grades repeat); the counts are the first pass's.
+    assert bench.refresh_ceiling([10] * 8, delta_ms * 2, delta[1] * 2, frames=4, forced=1) == pytest.approx(10 / 5.75)
+    assert bench.refresh_ceiling([10] * 4, [10] * 4, ["full"] * 4, frames=4, forced=1) is None  # never hit: no hit time
 
-    # Over scenes: the mean ceiling, and how far above the paper's delta policy it lies.
-    scene = {**_scene("ss", {"delta:0.25": (1.5, 0.5, [0.01])}), "ceiling": {"speedup": 2.0}}
-    scene["policies"][0]["paper_peer"] = True
-    other = {**_scene("ss", {"delta:0.25": (2.5, 0.9, [0.01])}), "ceiling": {"speedup": 3.0}}
-    other["policies"][0]["paper_peer"] = True
-    results = [scene, other]
-    ceilings = bench.summarize_ceilings(results, bench.summarize(results))
-    assert ceilings["ss"]["mean_speedup"] == pytest.approx(2.5)
-    assert ceilings["ss"]["over_paper"] == {"delta:0.25": pytest.approx(2.5 / 2.0 - 1)}
-    assert "ceiling (refreshing only where every policy did" in bench.format_summary(bench.summarize(results), ceilings)
+    # Over scenes: the paper's delta, its mean speedup and mean ceiling, and the gain between them.
+    def scene(speedup, ceiling):
+        result = _scene("ss", {"delta:0.25": (speedup, 0.5, [0.01]), "every:2": (1.2, 0.5, [0.01])})
+        result["policies"][0]["paper_peer"] = True
+        result["policies"][0]["speedup_ceiling"] = ceiling
+        result["policies"][1]["speedup_ceiling"] = 5.0  # not the paper's delta: not in the ceiling line
+        return result
+
+    summary = bench.summarize([scene(1.5, 2.0), scene(2.5, 3.0)])
+    assert summary["ss"]["delta:0.25"]["mean_speedup_ceiling"] == pytest.approx(2.5)
+    ceilings = bench.summarize_ceilings(summary)
+    assert ceilings == {"ss": {"policy": "delta:0.25", "mean_speedup": pytest.approx(2.0), "ceiling": pytest.approx(2.5),
+                               "gain": pytest.approx(0.25)}}
+    assert "delta:0.25 (paper) refreshing only where every policy did (first frames, cuts) 2.50x, +25.0% over its 2.00x" \
+        in bench.format_summary(summary, ceilings)
+    never_hit = scene(1.5, None)
+    assert bench.summarize_ceilings(bench.summarize([scene(1.5, 2.0), never_hit])) == {}
 
 
 class _HandCountedNet(nn.Module):
