@@ -211,10 +211,11 @@ def test_refresh_ceiling_from_hand_worked_times():
     assert bench.forced_refreshes([every, ([1, 2, 3, 4], ["full", "hit", "full", "full"])]) == [1, 3]
     delta_ms = [12, 2, 6, 10]
     assert bench.speedups([10] * 4, delta_ms, delta[1])["speedup"] == pytest.approx(10 / 7.5)
-    assert bench.refresh_ceiling([10] * 4, delta_ms, delta[1], frames=4, forced=1) == pytest.approx(10 / 5.75)
-    # Repeats add timed frames (grades repeat); the counts are the first pass's.
-    assert bench.refresh_ceiling([10] * 8, delta_ms * 2, delta[1] * 2, frames=4, forced=1) == pytest.approx(10 / 5.75)
-    assert bench.refresh_ceiling([10] * 4, [10] * 4, ["full"] * 4, frames=4, forced=1) is None  # never hit: no hit time
+    refreshes, hits = [12, 10], [2, 6]
+    assert bench.refresh_ceiling([10] * 4, refreshes, hits, frames=4, forced=1) == pytest.approx(10 / 5.75)
+    # Repeats add timed frames; the counts are the first pass's.
+    assert bench.refresh_ceiling([10] * 8, refreshes * 2, hits * 2, frames=4, forced=1) == pytest.approx(10 / 5.75)
+    assert bench.refresh_ceiling([10] * 4, [10] * 4, [], frames=4, forced=1) is None  # never hit: no hit time
 
     # Over scenes: the paper's delta, its mean speedup and mean ceiling, and the gain between them.
     def scene(speedup, ceiling):

@@ -350,7 +350,7 @@ def measure_sequence(workload: Workload, seq: FrameSequence, model, policies: li
             "speedup_median": net["speedup_median"],
             "speedup_total": net["speedup_total"],
             "speedup_step": step["speedup"],
-            "speedup_ceiling": refresh_ceiling(uncached.net_ms, run.net_ms, run.grades, n, len(forced)),
+            "speedup_ceiling": refresh_ceiling(uncached.net_ms, by_grade["full"], by_grade["hit"], n, len(forced)),
             "flip_vs_uncached": {"mean": float(np.mean(run.flip_uncached)), "p95": float(np.percentile(run.flip_uncached, 95)),
                                  "max": float(np.max(run.flip_uncached)), "per_frame": [float(v) for v in run.flip_uncached]},
             "vs_truth": {"flip_mean": float(np.mean(run.flip_truth)), "psnr_mean": float(np.mean(run.psnr_truth))},
@@ -392,19 +392,20 @@ def forced_refreshes(runs: list[tuple[list, list]]) -> list:
     return sorted(forced)
 
 
-def refresh_ceiling(uncached_ms: list[float], cached_ms: list[float], grades: list, frames: int, forced: int) -> float | None:
+def refresh_ceiling(uncached_ms: list[float], refresh_ms: list[float], hit_ms: list[float], frames: int,
+                    forced: int) -> float | None:
     """A cached run's speedup had it refreshed on ``forced`` of its ``frames`` network frames alone and hit on
-    the others, at its own median refresh and hit times (None when it never hit: no hit time to go by).
+    the others, at the median of its refresh times ``refresh_ms`` and hit times ``hit_ms`` (None when it never
+    hit: no hit time to go by).
 
     Why: on a sequence, a policy can only gain over another by refreshing less, and no policy refreshes less
     than on the frames every policy refreshed; this is the most a better decision could add to this run, free of
     the timing noise between runs (the same run's pass times on both sides). A bound on speed alone: refreshing
     that rarely may break the quality budget."""
-    refresh = [ms for ms, g in zip(cached_ms, grades) if g in ("full", True)]
-    hit = [ms for ms, g in zip(cached_ms, grades) if g in ("hit", False)]
-    if not refresh or not hit:
+    if not refresh_ms or not hit_ms:
         return None
-    return statistics.median(uncached_ms) / ((forced * statistics.median(refresh) + (frames - forced) * statistics.median(hit)) / frames)
+    mixed = (forced * statistics.median(refresh_ms) + (frames - forced) * statistics.median(hit_ms)) / frames
+    return statistics.median(uncached_ms) / mixed
 
 
 def summarize(results: list[dict]) -> dict:

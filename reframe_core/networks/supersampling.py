@@ -166,8 +166,9 @@ def resolve_inputs(tone: torch.Tensor, jitter: torch.Tensor, joint: torch.Tensor
       channels of that tensor (no concatenation, no conversion), and the bilinear and bicubic up-samplings are
       shifted weighted sums (:mod:`reframe_core.networks.resampling`) instead of grid_sample's gather. At
       1920x1080 a cached v4 frame took 1.39 s against 1.60 s before, both with 4 kB pages (README, "A cheaper
-      hit at 1080p"). Values are grid_sample's to float rounding. Training (autograd: ``out=`` writes cannot be differentiated), other scales and other devices
-      take the concatenating path, every up-sampling through one grid.
+      hit at 1080p"). Values are grid_sample's to float rounding. Training (autograd: ``out=`` writes cannot be
+      differentiated), other scales and other devices take the concatenating path, every up-sampling through one
+      grid.
     """
     size = past.shape[-2:]
     batch, channels = tone.shape[0], joint.shape[1]
