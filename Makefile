@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test install clean gpu-bench system-packages
+.PHONY: demo test install clean gpu-bench system-packages datasets
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ system-packages:
 			echo "note: no 'blender' / 'xvfb-run' (Debian: apt-get install blender xvfb); their tests will skip"; \
 		[ -f $(SH3D_CATALOG) ] || $(APT_INSTALL) sweethome3d-furniture >/dev/null || \
 			echo "note: no furniture catalog (Debian: apt-get install sweethome3d-furniture); furnished_room's tests will skip"; }
+
+# The EEVEE datasets behind the model cards and README's quality figures, into out/ (resumable; hours for all).
+# GROUPS picks some: heldout heldout360 training training360 scales (scripts/datasets.sh says what each holds).
+datasets: $(VENV)/.installed
+	RF=$(VENV)/bin/reframe-blender bash scripts/datasets.sh $(GROUPS)
 
 # GPU figures (needs a CUDA GPU): bench-cache of the shipped nets at 1920x1080, JSON in out/gpu.
 gpu-bench: $(VENV)/.installed
