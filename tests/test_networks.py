@@ -191,12 +191,12 @@ def test_the_resolve_computes_the_same_channels_last_or_channels_first(monkeypat
     training) it is channels-first below CHANNELS_LAST_RESOLVE_PIXELS display pixels and channels-last from
     there. The output is the same every way, in the network and in its cached copy."""
     from reframe_core.networks import supersampling
+    from reframe_core.networks.resampling import is_channels_last as channels_last
 
     torch.manual_seed(0)
     net = get_network("ss").build(design="v4", slow_width=32, correction="range").eval()
     inputs = get_network("ss").example_inputs(40, 56, batch=2)
     tone, joint = torch.rand(2, 3, 20, 28), torch.rand(2, 24, 20, 28)
-    channels_last = lambda t: t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()  # noqa: E731
     with torch.no_grad():
         assert channels_last(supersampling.resolve_inputs(tone, inputs[2], joint, inputs[3])[0])
         first = net(*inputs)
@@ -429,6 +429,7 @@ def test_ss_low_resolution_branches_run_channels_last_on_a_cpu_with_the_same_out
     and the joint features reach the resolve in that layout (the phase up-sampling streams through it). Turning
     that off, as a placement that asks for channels-last everywhere does, changes no output; nor does caching."""
     from reframe_core.networks import supersampling
+    from reframe_core.networks.resampling import is_channels_last
     from reframe_core.runtime.placement import Placement
 
     torch.manual_seed(0)
@@ -442,7 +443,7 @@ def test_ss_low_resolution_branches_run_channels_last_on_a_cpu_with_the_same_out
         seen.append(("joint", joint)), resolve_inputs(tone, jitter, joint, past))[1])
     with torch.no_grad():
         mixed = net(*inputs)
-        last_layout = {name: t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous() for name, t in seen}
+        last_layout = {name: is_channels_last(t) for name, t in seen}
         assert last_layout == {"slow": True, "fast": True, "joint": True}
         cached = cache_model(net, inputs)
         hit = (cached(*inputs, refresh=True), cached(*inputs, refresh=False))[1]
