@@ -28,9 +28,7 @@ ds() {  # ds SCENE FRAMES SAMPLES DIR [more dataset flags]
 }
 
 heldout() {
-    # slow_pan: 24 frames at 256x256 (FE's eval extrapolates 12 of them), the 2x inputs of the first 16 (SS's eval)
-    ds slow_pan 1-24 16 "$OUT/data/slow_pan" --scales 1 --resolution 256
-    ds slow_pan 1-16 16 "$OUT/data/slow_pan" --scales 2 --resolution 256
+    ds slow_pan 1-16 16 "$OUT/data/slow_pan" --scales 1,2 --resolution 256
     ds emissive_transparent 1-16 8 "$OUT/data/emissive_transparent" --scales 1,2 --resolution 256
     ds furnished_room 1-12 16 "$OUT/data/furnished_room" --scales 1,2 --resolution 256
 }
@@ -62,7 +60,7 @@ scales() {
     for scene in dolly_interior handheld thin_detail night_market sunlit_kitchen; do
         ds "$scene" 1-16 8 "$OUT/data/$scene" --scales 1.5,3 --resolution 256
     done
-    ds slow_pan 1-24 16 "$OUT/data/slow_pan" --scales 1.5,3 --resolution 256
+    ds slow_pan 1-16 16 "$OUT/data/slow_pan" --scales 1.5,3 --resolution 256
     ds emissive_transparent 1-16 8 "$OUT/data/emissive_transparent" --scales 1.5,3 --resolution 256
     ds furnished_room 1-12 16 "$OUT/data/furnished_room" --scales 1.5,3 --resolution 256
 }
