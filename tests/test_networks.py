@@ -378,7 +378,8 @@ def test_disocclusion_mask_marks_what_a_moving_square_uncovered():
 def test_a_round_trip_within_a_pixel_is_not_a_hole():
     """A surface seen in both frames whose vectors disagree by under a pixel (dithered glass, anti-aliased edges:
     the round trip reads the other frame's vector at the nearest pixel) is seen; a disagreement of more than a
-    pixel is not, as a real disocclusion's is (the uncovered strip's here is 4 px)."""
+    pixel is not, as a real disocclusion's is (the uncovered strip's here is 4 px). In a larger frame, whose
+    vectors are longer in its pixels, the tolerance grows with the width."""
     h, w = 32, 32
     previous_next = torch.zeros(1, 2, h, w)
     previous_next[:, 0, 10:20, 10:20] = 4.0
@@ -389,6 +390,15 @@ def test_a_round_trip_within_a_pixel_is_not_a_hole():
     mask = disocclusion_mask(current_prev, previous_next)
     assert mask[0, 0, :, 28].all() and not mask[0, 0, :, 2].any()
     assert not mask[0, 0, 10:20, 10:14].any() and mask[0, 0, 10:20, 14:24].all()
+    # The same scene 20 times as large (640x640: vectors 20 times as long, in its pixels): the tolerance is 2.5 px
+    # there (a pixel per 256 of width), so a 2 px disagreement is seen, a 3 px one is not, nor the uncovered strip.
+    large = lambda m: torch.nn.functional.interpolate(m * 20, scale_factor=20, mode="nearest")  # noqa: E731
+    current_prev, previous_next = large(current_prev), large(previous_next)
+    previous_next[:, 0, :, 28 * 20:29 * 20] = 2.0
+    previous_next[:, 1, :, 2 * 20:3 * 20] = 3.0
+    mask = disocclusion_mask(current_prev, previous_next)
+    assert mask[0, 0, :, 28 * 20:29 * 20].all() and not mask[0, 0, :, 2 * 20:3 * 20].any()
+    assert not mask[0, 0, 200:400, 200:280].any() and mask[0, 0, 200:400, 280:480].all()
 
 
 def test_depth_keeps_what_the_motion_round_trip_wrongly_rejects():

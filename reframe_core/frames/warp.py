@@ -69,7 +69,11 @@ def history_seen(flow: torch.Tensor, previous_depth: torch.Tensor | None, near: 
     return seen
 
 
-def disocclusion_mask(motion_prev: torch.Tensor, previous_motion_next: torch.Tensor, tolerance_px: float = 1.0,
+# Pixels of frame width per pixel of motion round-trip tolerance (disocclusion_mask): 1 px at 256 wide.
+ROUND_TRIP_WIDTH_PER_PX = 256
+
+
+def disocclusion_mask(motion_prev: torch.Tensor, previous_motion_next: torch.Tensor, tolerance_px: float | None = None,
                       depth: torch.Tensor | None = None, previous_depth: torch.Tensor | None = None,
                       depth_tolerance: float = 0.05) -> torch.Tensor:
     """(B, 1, H, W) 1 where the previous frame saw the same surface (forward-backward consistency).
@@ -78,12 +82,13 @@ def disocclusion_mask(motion_prev: torch.Tensor, previous_motion_next: torch.Ten
     frame's previous->current motion. Where a surface was visible in both, following one and then the other
     returns to the start, within ``tolerance_px``; where it was hidden (disoccluded) or off-screen, it does not.
 
-    One pixel: the return reads the other frame's vector at the nearest pixel, and on dithered glass and
-    anti-aliased edges neighbouring vectors belong to different surfaces. On the held-out emissive_transparent
-    (glass panes in front of lanterns and sky) the hole regions a tolerance of half a pixel left were round trips
-    off by at most 2 px, and plain reprojection was right there (FLIP 0.04-0.08 inside them). A real disocclusion is off by the
-    occluder's motion against what it uncovers, and one under a pixel wide is removed by the hole region's
-    erosion anyway (:func:`reframe_core.networks.extranet.hole_region`).
+    The tolerance (default: a pixel per :data:`ROUND_TRIP_WIDTH_PER_PX` pixels of frame width, and at least one):
+    the return reads the other frame's vector at the nearest pixel, and on dithered glass and anti-aliased edges
+    neighbouring vectors belong to different surfaces, whose motions differ by more pixels the larger the frame.
+    On the held-out emissive_transparent (glass panes in front of lanterns and sky) the hole regions a tolerance
+    of half a pixel left were round trips off by at most 2 px at 256x256 and 3 px at 640x360, and plain
+    reprojection was right there (FLIP 0.04-0.08 inside them). A real disocclusion is off by the occluder's
+    motion against what it uncovers, which grows with the frame the same way.
 
     With ``depth`` and ``previous_depth`` ((B, 1, H, W) each, ``inf`` where no surface): a pixel whose round trip
     disagrees but whose previous depth, fetched through ``motion_prev``, is within ``depth_tolerance`` (relative)
@@ -91,6 +96,8 @@ def disocclusion_mask(motion_prev: torch.Tensor, previous_motion_next: torch.Ten
     on the real-asset furnished_room 94 % of the pixels it marked were neither disoccluded by depth nor new at
     the frame's edge.
     """
+    if tolerance_px is None:
+        tolerance_px = max(1.0, motion_prev.shape[-1] / ROUND_TRIP_WIDTH_PER_PX)
     back = backward_warp(previous_motion_next, motion_prev, mode="nearest")
     error = (motion_prev + back).norm(dim=1, keepdim=True)
     seen = error <= tolerance_px
