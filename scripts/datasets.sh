@@ -10,7 +10,8 @@
 #   training     the nine 256x256 training sets of ss_x2.pt and fe_extranet.pt; slow_pan and emissive_transparent
 #                (heldout) with fast_orbit, camera_cut and handheld are also what `bench` reads
 #   training360  the two 640x360 training sets of ss_x2.pt (out/data360t/)
-#   scales       the 1.5x and 3x inputs beside the 256x256 sets (ss_x1.5.pt, ss_x3.pt and their held-out sets)
+#   scales       the 1.5x and 3x inputs beside the 256x256 sets (ss_x1.5.pt, ss_x3.pt) and the held-out sets at
+#                both sizes
 #
 # Each `reframe-blender dataset` call is resumable: frames already on disk are kept, so an interrupted run picks up
 # where it stopped, and a finished group costs nothing to run again. EEVEE on this project's 2-core CPU takes about
@@ -63,6 +64,9 @@ scales() {
     ds slow_pan 1-16 16 "$OUT/data/slow_pan" --scales 1.5,3 --resolution 256
     ds emissive_transparent 1-16 8 "$OUT/data/emissive_transparent" --scales 1.5,3 --resolution 256
     ds furnished_room 1-12 16 "$OUT/data/furnished_room" --scales 1.5,3 --resolution 256
+    for scene in slow_pan emissive_transparent furnished_room; do
+        ds "$scene" 1-12 8 "$OUT/data360/$scene" --scales 1.5,3 --resolution 640x360
+    done
 }
 
 ALL=(heldout heldout360 training training360 scales)
