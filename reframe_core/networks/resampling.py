@@ -64,8 +64,8 @@ def _upsample_axis(image: torch.Tensor, shift: float, scale: int, mode: str, dim
 
 
 def is_channels_last(tensor: torch.Tensor) -> bool:
-    """Whether ``tensor`` is laid out channels-last and not also channels-first (one channel, or 1x1 images, are
-    both at once)."""
+    """Whether ``tensor`` is laid out channels-last and not channels-first: a tensor both describe (one channel, or
+    1x1 images) counts as channels-first."""
     return tensor.is_contiguous(memory_format=torch.channels_last) and not tensor.is_contiguous()
 
 
