@@ -283,6 +283,22 @@ def test_v2_design_resolves_among_candidates_and_caches_exactly():
     torch.testing.assert_close(cached(*inputs, refresh=False), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_extranet_head_at_zero_outputs_the_warped_history_and_leaves_the_network_alone():
+    from reframe_core.networks.extranet import head_at_zero
+    from reframe_core.weights import load_network, shipped
+
+    net, _ = load_network(shipped("fe_extranet"), expected_arch="extranet")
+    torch.manual_seed(0)
+    x, feature, mask, history = get_network("extranet").example_inputs(32, 32, channels=net.n_channels)
+    mask[..., 8:20, 8:20] = 0  # a hole in the history, where the head's residual applies
+    head = net.outc.weight.clone()
+    with torch.no_grad():
+        ablated = head_at_zero(net)(x, feature, mask, history)
+        trained = net(x, feature, mask, history)
+    assert torch.equal(ablated, x[:, :3])  # the warped history, untouched
+    assert not torch.equal(trained, ablated) and torch.equal(net.outc.weight, head)
+
+
 def test_shading_space_extranet_with_a_zero_head_is_demodulated_reprojection():
     from reframe_core.workloads.extrapolation import ALBEDO_FLOOR, decode, encode, fe_inputs, warp_history
 

@@ -118,11 +118,20 @@ def test_fe_training_writes_extranet_weights_and_eval_runs(tiny_dataset, tmp_pat
     assert main(["eval", "--workload", "fe", "--data", str(tiny_dataset), "--weights", str(weights), "--json", str(report_path)]) == 0
     report = json.loads(report_path.read_text())["reports"][0]
     assert report["extrapolated_frames"] == 3 and report["reprojection"]["flip_mean"] > 0
-    # The non-learned peer (demodulated reprojection, push-pull in the holes) and FLIP inside the holes.
+    # The non-learned peer (demodulated reprojection, push-pull in the holes), the network's own ablation (its
+    # head at zero) and FLIP inside the holes.
     holes = report["holes"]
     assert 0 < report["fill"]["flip_mean"] < 1 and 0 <= holes["share_mean"] <= 1
+    assert 0 < report["head_at_zero"]["flip_mean"] < 1
+    assert report["flip_reduction_vs_head_at_zero"] == 1 - report["network"]["flip_mean"] / report["head_at_zero"]["flip_mean"]
     if holes["pixels"]:
-        assert all(0 <= holes[f"flip_{m}"] <= 1 for m in ("network", "reprojection", "fill"))
+        assert all(0 <= holes[f"flip_{m}"] <= 1 for m in ("network", "reprojection", "fill", "head_at_zero"))
+    # A network whose head is at zero is its own ablation: the two rows agree exactly.
+    from reframe_core.networks.extranet import head_at_zero
+    from reframe_core.workloads.extrapolation import evaluate_extrapolation
+
+    same = evaluate_extrapolation(head_at_zero(model), str(tiny_dataset))
+    assert same["network"] == same["head_at_zero"] and same["flip_reduction_vs_head_at_zero"] == 0
 
 
 def test_fe_eval_takes_extrapolated_frames_from_the_cheap_pass(tiny_dataset, tmp_path):

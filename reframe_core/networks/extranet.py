@@ -176,6 +176,18 @@ class ExtraNet(nn.Module):
         return out + x[:, 0:3] if self.skip else out
 
 
+def head_at_zero(net: ExtraNet) -> ExtraNet:
+    """A copy of ``net`` whose head adds nothing: it outputs the warped history (``skip``), which with the shading
+    inputs is demodulated reprojection. Training starts from it; the eval measures the trained head against it."""
+    import copy
+
+    zero = copy.deepcopy(net)
+    with torch.no_grad():
+        zero.outc.weight.zero_()
+        zero.outc.bias.zero_()
+    return zero
+
+
 def build(**kwargs) -> ExtraNet:
     return ExtraNet(**kwargs)
 

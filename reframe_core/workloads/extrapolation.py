@@ -246,11 +246,14 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
             raise SettingsError(f"cheap-pass dataset {cheap_root} lacks frames {missing[0]}..{missing[-1]} of {root}; "
                              f"render them with reframe-blender dataset --cheap --frames A-B --out {cheap_root}")
     from reframe_core.frames.holefill import push_pull_fill
-    from reframe_core.networks.extranet import hole_region
+    from reframe_core.networks.extranet import head_at_zero, hole_region
 
     runner = Extrapolator(model, k)
-    rows = {"network": [], "reprojection": [], "fill": []}
-    in_holes = {"network": [], "reprojection": [], "fill": []}  # (FLIP summed over hole pixels, hole pixels)
+    # The ablation the trained head must beat: the same network with its head at zero, run on the same frames.
+    ablation = Extrapolator(head_at_zero(model), k)
+    peers = ("network", "head_at_zero", "reprojection", "fill")
+    rows = {name: [] for name in peers}
+    in_holes = {name: [] for name in peers}  # (FLIP summed over hole pixels, hole pixels)
     hole_share = []
     previous = previous_motion_next = previous_depth = None
     last_full = None
@@ -260,6 +263,7 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
         given = fb if cheap is None or runner.is_full_frame(hints) else cheap.load(frame, 1.0)
         result = runner.step(given, hints)
         shown, rendered = result.image, not result.network_ran
+        ablated = ablation.step(given, hints).image
         motion, depth = to_tensor(given.motion_prev), depth_tensor(given)
         if rendered:
             last_full = to_tensor(fb.color)
@@ -277,7 +281,8 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
             filled = decode(push_pull_fill(shading, 1 - holes), to_tensor(given.albedo), "shading")
             mask = holes[0, 0].numpy() > 0.5
             hole_share.append(float(mask.mean()))
-            for name, image in (("network", shown), ("reprojection", to_image(reprojected)), ("fill", to_image(filled))):
+            for name, image in (("network", shown), ("head_at_zero", ablated), ("reprojection", to_image(reprojected)),
+                                ("fill", to_image(filled))):
                 result_flip = flip(fb.color, image)
                 rows[name].append((result_flip.mean, psnr(tonemap_ldr(fb.color), tonemap_ldr(image))))
                 in_holes[name].append((float(result_flip.error_map[mask].sum()), int(mask.sum())))
@@ -287,6 +292,7 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
     for name, values in rows.items():
         report[name] = summarize([v[0] for v in values], [v[1] for v in values])
     report["flip_reduction_vs_reprojection"] = 1 - report["network"]["flip_mean"] / report["reprojection"]["flip_mean"]
+    report["flip_reduction_vs_head_at_zero"] = 1 - report["network"]["flip_mean"] / report["head_at_zero"]["flip_mean"]
     # Inside the holes: FLIP averaged over every hole pixel of every extrapolated frame (None without holes).
     pixels = sum(n for _, n in in_holes["network"])
     report["holes"] = {"share_mean": float(np.mean(hole_share)) if hole_share else 0.0, "pixels": pixels,
@@ -353,28 +359,28 @@ class ExtrapolationWorkload(Workload):
 
     def format_evaluation(self, reports: list[dict]) -> str:
         lines = [f"{'dataset':<22} {'G-buffers':<28} {'extrapolated':>12} {'FLIP net':>9} {'FLIP reproj':>11} "
-                 f"{'reduction':>9} {'PSNR net':>9} {'PSNR reproj':>11} {'FLIP fill':>9} {'holes':>6} "
-                 f"{'in holes: net':>13} {'reproj':>7} {'fill':>7}"]
+                 f"{'reduction':>9} {'PSNR net':>9} {'PSNR reproj':>11} {'FLIP fill':>9} {'FLIP head 0':>11} {'vs head 0':>9} "
+                 f"{'holes':>6} {'in holes: net':>13} {'reproj':>7} {'fill':>7} {'head 0':>7}"]
         for r in reports:
-            n, b, f, h = r["network"], r["reprojection"], r["fill"], r["holes"]
+            n, b, f, z, h = r["network"], r["reprojection"], r["fill"], r["head_at_zero"], r["holes"]
             source = Path(r["cheap_dataset"]).name if r.get("cheap_dataset") else "full"
-            inside = [f"{h[key]:.4f}" if h[key] is not None else "-" for key in ("flip_network", "flip_reprojection", "flip_fill")]
+            inside = [f"{h[f'flip_{key}']:.4f}" if h[f"flip_{key}"] is not None else "-"
+                      for key in ("network", "reprojection", "fill", "head_at_zero")]
             lines.append(f"{Path(r['dataset']).name:<22} {source:<28} {r['extrapolated_frames']:>12} {n['flip_mean']:>9.4f} "
                          f"{b['flip_mean']:>11.4f} {r['flip_reduction_vs_reprojection']:>9.1%} {n['psnr_mean']:>9.2f} "
-                         f"{b['psnr_mean']:>11.2f} {f['flip_mean']:>9.4f} {h['share_mean']:>6.1%} "
-                         f"{inside[0]:>13} {inside[1]:>7} {inside[2]:>7}")
+                         f"{b['psnr_mean']:>11.2f} {f['flip_mean']:>9.4f} {z['flip_mean']:>11.4f} "
+                         f"{r['flip_reduction_vs_head_at_zero']:>9.1%} {h['share_mean']:>6.1%} "
+                         f"{inside[0]:>13} {inside[1]:>7} {inside[2]:>7} {inside[3]:>7}")
         return "\n".join(lines)
 
     def training_network(self, config):
         from reframe_core.networks import get_network
+        from reframe_core.networks.extranet import head_at_zero
 
         arch_config = {"n_channels": N_CHANNELS, "inputs": config.fe_inputs, "residual": config.fe_residual}
-        model = get_network(self.arch).build(**arch_config)
         # The head adds a residual to the warped history: starting it at zero starts training from
         # (demodulated) reprojection, a strong baseline, instead of from noise added to it.
-        torch.nn.init.zeros_(model.outc.weight)
-        torch.nn.init.zeros_(model.outc.bias)
-        return arch_config, model
+        return arch_config, head_at_zero(get_network(self.arch).build(**arch_config))
 
     def training_sequences(self, roots, config) -> list[list[_TrainingFrame]]:
         """Every dataset's scale-1 frames, split into runs at camera cuts."""
