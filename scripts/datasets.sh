@@ -28,17 +28,21 @@ ds() {  # ds SCENE FRAMES SAMPLES DIR [more dataset flags]
     "$RF" dataset --scene "$scene" --frames "$frames" --samples "$samples" --out "$dir" --quiet "$@"
 }
 
-heldout() {
-    ds slow_pan 1-16 16 "$OUT/data/slow_pan" --scales 1,2 --resolution 256
-    ds emissive_transparent 1-16 8 "$OUT/data/emissive_transparent" --scales 1,2 --resolution 256
-    ds furnished_room 1-12 16 "$OUT/data/furnished_room" --scales 1,2 --resolution 256
+held_out_256() {  # held_out_256 SCALES: the held-out sets' frames and samples, in one place for every scale
+    ds slow_pan 1-16 16 "$OUT/data/slow_pan" --scales "$1" --resolution 256
+    ds emissive_transparent 1-16 8 "$OUT/data/emissive_transparent" --scales "$1" --resolution 256
+    ds furnished_room 1-12 16 "$OUT/data/furnished_room" --scales "$1" --resolution 256
 }
 
-heldout360() {
+held_out_360() {  # held_out_360 SCALES
     for scene in slow_pan emissive_transparent furnished_room; do
-        ds "$scene" 1-12 8 "$OUT/data360/$scene" --scales 1,2 --resolution 640x360
+        ds "$scene" 1-12 8 "$OUT/data360/$scene" --scales "$1" --resolution 640x360
     done
 }
+
+heldout() { held_out_256 1,2; }
+
+heldout360() { held_out_360 1,2; }
 
 training() {
     ds fast_orbit 1-32 8 "$OUT/data/fast_orbit" --scales 1,2 --resolution 256
@@ -61,12 +65,8 @@ scales() {
     for scene in dolly_interior handheld thin_detail night_market sunlit_kitchen; do
         ds "$scene" 1-16 8 "$OUT/data/$scene" --scales 1.5,3 --resolution 256
     done
-    ds slow_pan 1-16 16 "$OUT/data/slow_pan" --scales 1.5,3 --resolution 256
-    ds emissive_transparent 1-16 8 "$OUT/data/emissive_transparent" --scales 1.5,3 --resolution 256
-    ds furnished_room 1-12 16 "$OUT/data/furnished_room" --scales 1.5,3 --resolution 256
-    for scene in slow_pan emissive_transparent furnished_room; do
-        ds "$scene" 1-12 8 "$OUT/data360/$scene" --scales 1.5,3 --resolution 640x360
-    done
+    held_out_256 1.5,3
+    held_out_360 1.5,3
 }
 
 ALL=(heldout heldout360 training training360 scales)

@@ -14,6 +14,8 @@ ReFrame caches the (up-sampled) output of ``up2``: on a hit only conv1/conv2, up
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -179,8 +181,6 @@ class ExtraNet(nn.Module):
 def head_at_zero(net: ExtraNet) -> ExtraNet:
     """A copy of ``net`` whose head adds nothing: it outputs the warped history (``skip``), which with the shading
     inputs is demodulated reprojection. Training starts from it; the eval measures the trained head against it."""
-    import copy
-
     zero = copy.deepcopy(net)
     with torch.no_grad():
         zero.outc.weight.zero_()
