@@ -97,16 +97,21 @@ def init_weights_path(workload, init: str, scale: float) -> Path:
     return shipped(workload.weights_name(scale)) if init == "shipped" else Path(init)
 
 
+def _differing_settings(model: torch.nn.Module, mine: dict, theirs: dict) -> dict:
+    """{setting: (mine, theirs)} where two constructor configurations of ``model``'s class differ; a key one side
+    leaves out has the constructor's default."""
+    defaults = {name: p.default for name, p in inspect.signature(type(model).__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    mine, theirs = {**defaults, **mine}, {**defaults, **theirs}
+    return {k: (mine.get(k), theirs.get(k)) for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)}
+
+
 def _initial_weights(workload, config: TrainConfig, arch_config: dict) -> tuple[dict, torch.nn.Module, dict]:
     """The network of ``config.init`` (fine-tuning): it must be the architecture this command would build."""
     path = init_weights_path(workload, config.init, config.scale)
     model, payload = load_network(path, expected_arch=workload.arch)
     stored = dict(payload.get("config", {}))
-    # Both configurations in full: a key one side leaves out has the constructor's default.
-    defaults = {name: p.default for name, p in inspect.signature(type(model).__init__).parameters.items()
-                if p.default is not inspect.Parameter.empty}
-    mine, theirs = {**defaults, **arch_config}, {**defaults, **stored}
-    differing = {k: (mine.get(k), theirs.get(k)) for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)}
+    differing = _differing_settings(model, arch_config, stored)
     grown = workload.grown_network(model, stored, arch_config) if differing else None
     if grown is not None:  # a network this one can start from exactly (SS v4 from v2)
         model, stored, differing = grown, arch_config, {}
@@ -209,4 +214,41 @@ def train(config: TrainConfig, show_progress: bool = True) -> dict:
             "final_loss_ema": running, "device": device,
             "seconds_this_run": round(time.perf_counter() - started, 1)}
     save_weights(config.out, workload.arch, arch_config, model.cpu().eval(), card)
+    return card
+
+
+def interpolate_weights(workload_name: str, start: str, end: str, alpha: float, out: str, scale: float = 2.0) -> dict:
+    """Write ``(1 - alpha) * start + alpha * end``, parameter by parameter, to ``out``; return its model card.
+
+    ``end`` is a network trained on from ``start`` (``train --init``); the weights between them are WiSE-FT's
+    (Wortsman et al., 2022, "Robust fine-tuning of zero-shot models"): a fine-tuned network mixed back towards
+    its start often keeps most of what fine-tuning gained while losing less of what the start did well on
+    other data. ``start`` of another design that ``end`` grew from (SS v2 under a v4) is first grown into
+    ``end``'s design, computing what it computed, with the added parts nothing reads taken from ``end``; so
+    the line moves only weights both ends use. Either may be ``shipped``.
+    """
+    workload = get_workload(workload_name)
+    if not 0 <= alpha <= 1:
+        raise SettingsError(f"--alpha must be between 0 (the start's weights) and 1 (the end's), got {alpha:g}")
+    start_path, end_path = init_weights_path(workload, start, scale), init_weights_path(workload, end, scale)
+    first, first_payload = load_network(start_path, expected_arch=workload.arch)
+    last, last_payload = load_network(end_path, expected_arch=workload.arch)
+    first_config, last_config = dict(first_payload.get("config", {})), dict(last_payload.get("config", {}))
+    differing = _differing_settings(last, last_config, first_config)
+    if differing:
+        grown = workload.grown_network(first, first_config, last_config, added_from=last)
+        if grown is None:
+            said = ", ".join(f"{k} {b!r} in {start_path.name}, {a!r} in {end_path.name}" for k, (a, b) in differing.items())
+            raise SettingsError(f"{start_path} and {end_path} are different networks ({said}), and the first cannot be grown "
+                                "into the second: interpolate between a network and one trained on from it")
+        first = grown
+    ends = first.state_dict(), last.state_dict()
+    mixed = {k: torch.lerp(ends[0][k], v, alpha) if v.is_floating_point() else v for k, v in ends[1].items()}
+    last.load_state_dict(mixed)
+    card = dict(last_payload.get("card") or {})
+    named = lambda given, path: f"shipped {path.name}" if given == "shipped" else str(given)  # noqa: E731  as train --init
+    card["interpolated"] = {"start": named(start, start_path), "start_config": first_config,
+                            "start_steps": (first_payload.get("card") or {}).get("steps"),
+                            "end": named(end, end_path), "alpha": alpha}
+    save_weights(out, last_payload.get("arch", workload.arch), last_config, last, card)
     return card

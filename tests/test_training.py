@@ -314,6 +314,61 @@ def test_a_v4_network_trained_from_a_v2_starts_from_what_it_computes(tiny_datase
         torch.testing.assert_close(v4.eval()(*inputs), v2.eval()(*inputs), rtol=1e-4, atol=1e-5)
 
 
+def test_interpolated_weights_run_from_the_start_to_the_trained_network(tmp_path, capsys):
+    """interpolate-weights: (1 - alpha) x start + alpha x end, with a v2 start grown into the v4 end's design so
+    that alpha 0 computes what the v2 computed, and the parts only v4 has come from the end (never fresh noise)."""
+    from reframe_core.networks.supersampling import v4_from_v2
+
+    entry = get_network("ss")
+    torch.manual_seed(5)
+    v2 = entry.build(design="v2", correction="range").eval()
+    with torch.no_grad():  # weights away from their initialisation, as trained ones are
+        for p in v2.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        v4 = v4_from_v2(v2, slow_width=32)
+        for p in v4.parameters():  # "trained on": every weight moved, the added channels read now
+            p.add_(torch.randn_like(p) * 0.05)
+    start, end = tmp_path / "v2.pt", tmp_path / "v4.pt"
+    save_weights(start, "ss", {"width": 24, "design": "v2", "correction": "range"}, v2, {"steps": 10})
+    v4_config = {"width": 24, "design": "v4", "correction": "range", "slow_width": 32}
+    save_weights(end, "ss", v4_config, v4, {"steps": 20, "scale": 2.0})
+
+    def line(alpha):
+        out = tmp_path / f"a{alpha}.pt"
+        assert main(["interpolate-weights", "--workload", "ss", "--start", str(start), "--end", str(end),
+                     "--alpha", str(alpha), "--out", str(out)]) == 0
+        return load_network(out, "ss")
+
+    inputs = entry.example_inputs(32, 48, batch=2)
+    with torch.no_grad():
+        at_start, payload = line(0.0)
+        assert payload["config"] == v4_config and payload["card"]["interpolated"]["alpha"] == 0.0
+        assert payload["card"]["interpolated"]["start_config"]["design"] == "v2" and payload["card"]["steps"] == 20
+        torch.testing.assert_close(at_start.eval()(*inputs), v2(*inputs), rtol=1e-4, atol=1e-5)
+        at_end, _ = line(1.0)
+        for (name, x), (_, y) in zip(at_end.state_dict().items(), v4.state_dict().items()):
+            assert torch.equal(x, y), name
+        quarter, _ = line(0.25)
+        # A weight both networks have: a quarter of the way from v2's value to the trained one.
+        torch.testing.assert_close(quarter.refine[0][0].weight, 0.75 * v2.refine[0][0].weight + 0.25 * v4.refine[0][0].weight)
+        # Channels only v4 has are the trained ones all along the line; what reads them is scaled.
+        first, v2_first = quarter.slow[0].enc1[0][0], v2.slow.enc1[0][0]
+        assert torch.equal(first.weight[24:], v4.slow[0].enc1[0][0].weight[24:])
+        torch.testing.assert_close(quarter.slow[0].enc1[1][0].weight[:24, 24:], 0.25 * v4.slow[0].enc1[1][0].weight[:24, 24:])
+        torch.testing.assert_close(first.weight[:24], 0.75 * v2_first.weight + 0.25 * v4.slow[0].enc1[0][0].weight[:24])
+    capsys.readouterr()
+    assert main(["interpolate-weights", "--workload", "ss", "--start", str(start), "--end", str(end), "--alpha", "1.5",
+                 "--out", str(tmp_path / "x.pt")]) == 2
+    assert "--alpha must be between 0" in capsys.readouterr().err
+    v3 = tmp_path / "v3.pt"
+    save_weights(v3, "ss", {"width": 24, "design": "v3"}, entry.build(design="v3"), {})
+    assert main(["interpolate-weights", "--workload", "ss", "--start", str(v3), "--end", str(end), "--alpha", "0.5",
+                 "--out", str(tmp_path / "x.pt")]) == 2
+    said = capsys.readouterr().err
+    assert "design 'v3' in v3.pt, 'v4' in v4.pt" in said and "cannot be grown into the second" in said
+    assert not (tmp_path / "x.pt").exists()
+
+
 @pytest.mark.parametrize("scale,display,low", [(1.5, (120, 256), (80, 171)), (3.0, (96, 256), (32, 85)), (2.0, (64, 96), (32, 48))])
 def test_training_crops_put_each_sample_where_it_was_rendered(scale, display, low):
     """At scales that do not divide the frame (256 / 1.5 renders 171 pixels), a training crop's low-res samples,

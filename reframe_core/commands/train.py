@@ -60,6 +60,15 @@ def _train(args) -> int:
     return 0
 
 
+def _interpolate(args) -> int:
+    from reframe_core.training import interpolate_weights
+
+    card = interpolate_weights(args.workload, args.start, args.end, args.alpha, args.out, scale=args.scale)
+    line = card["interpolated"]
+    print(f"wrote {args.out}: {1 - args.alpha:g} x {line['start']} + {args.alpha:g} x {line['end']}")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     from reframe_core.workloads import WORKLOADS
 
@@ -112,3 +121,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "weights for --scale) or a weights file; per-shot fine-tuning")
     train.add_argument("--quiet", action="store_true")
     train.set_defaults(run=_train)
+
+    between = subparsers.add_parser(
+        "interpolate-weights", help="weights on the line between a network and one trained on from it (WiSE-FT)",
+        description="Write (1 - ALPHA) x START + ALPHA x END, parameter by parameter. END is a network trained on from "
+                    "START (train --init); an SS v2 START under a v4 END is first grown into v4, computing what it computed.")
+    between.add_argument("--workload", choices=sorted(WORKLOADS), required=True)
+    between.add_argument("--start", required=True, metavar="shipped|FILE", help="the weights training started from")
+    between.add_argument("--end", required=True, metavar="shipped|FILE", help="the weights trained on from START")
+    between.add_argument("--alpha", type=float, required=True, help="0: START's weights, 1: END's")
+    between.add_argument("--scale", type=float, default=2.0, help="the scale whose shipped file 'shipped' names")
+    between.add_argument("--out", required=True, help="weights file to write")
+    between.set_defaults(run=_interpolate)

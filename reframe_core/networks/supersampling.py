@@ -359,7 +359,7 @@ def build(**kwargs) -> SupersamplingNet:
     return SupersamplingNet(**kwargs)
 
 
-def v4_from_v2(v2: SupersamplingNet, slow_width: int) -> SupersamplingNet:
+def v4_from_v2(v2: SupersamplingNet, slow_width: int, added_from: SupersamplingNet | None = None) -> SupersamplingNet:
     """A design-v4 network that computes what ``v2`` computes, with a slow branch ``slow_width`` channels wide.
 
     Function-preserving widening (Net2Net's idea): each of the slow branch's layers keeps v2's channels first,
@@ -367,6 +367,11 @@ def v4_from_v2(v2: SupersamplingNet, slow_width: int) -> SupersamplingNet:
     them with zero weights, so they change nothing until training gives those weights a value. v2's first
     mixing layer splits into the cached slow half (``slow[1]``, which takes the layer's bias) and the fast half
     (``joint``); its second layer is ``joint_out``.
+
+    ``added_from``: a v4 network of this width whose added channels' own weights (the rows nothing here reads)
+    are taken instead of a random initialisation: with a v4 trained from ``v2``, the two then differ only in
+    weights both use, which is what a straight line between them (:func:`reframe_core.training.interpolate_weights`)
+    should move.
     """
     if v2.design != "v2":
         raise SettingsError(f"v4_from_v2 needs a design-v2 network, got design {v2.design!r}")
@@ -374,6 +379,10 @@ def v4_from_v2(v2: SupersamplingNet, slow_width: int) -> SupersamplingNet:
     if slow_width < w:
         raise SettingsError(f"slow_width {slow_width} is narrower than the v2 network's width {w}: widening only adds channels")
     v4 = SupersamplingNet(width=w, design="v4", correction=v2.correction, slow_width=slow_width)
+    if added_from is not None:
+        if added_from.design != "v4" or added_from.slow[0].enc1[0][0].out_channels != slow_width:
+            raise SettingsError(f"added_from must be a design-v4 network with slow width {slow_width}")
+        v4.slow.load_state_dict(added_from.slow.state_dict())
     v4.fast.load_state_dict(v2.fast.state_dict())
     v4.refine.load_state_dict(v2.refine.state_dict())
     W = slow_width

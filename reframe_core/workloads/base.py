@@ -162,9 +162,11 @@ class Workload:
         """(constructor config, freshly built network) for ``config`` (a TrainConfig)."""
         raise NotImplementedError
 
-    def grown_network(self, model, stored: dict, arch_config: dict):
-        """For ``train --init``: the network ``arch_config`` describes, computing exactly what ``model`` (built from
-        ``stored``, another configuration) does, or None where this workload has no such conversion."""
+    def grown_network(self, model, stored: dict, arch_config: dict, added_from=None):
+        """For ``train --init`` and ``interpolate-weights``: the network ``arch_config`` describes, computing exactly
+        what ``model`` (built from ``stored``, another configuration) does, or None where this workload has no such
+        conversion. ``added_from``: a network of ``arch_config`` whose weights the conversion's added, unread parts
+        take (instead of a fresh initialisation)."""
         return None
 
     def training_sequences(self, roots: list[str], config) -> list[list]:

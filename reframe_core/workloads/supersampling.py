@@ -316,7 +316,7 @@ class SupersamplingWorkload(Workload):
             arch_config["slow_width"] = config.slow_width or config.width
         return arch_config, get_network(self.arch).build(**arch_config)
 
-    def grown_network(self, model, stored: dict, arch_config: dict):
+    def grown_network(self, model, stored: dict, arch_config: dict, added_from=None):
         """The network ``arch_config`` describes, computing exactly what ``model`` (built from ``stored``) does,
         where one can be made: design v4 from v2 with the same width and correction. None otherwise."""
         from reframe_core.networks.supersampling import v4_from_v2
@@ -324,7 +324,7 @@ class SupersamplingWorkload(Workload):
         others = lambda config: {k: v for k, v in config.items() if k not in ("design", "slow_width")}  # noqa: E731
         if stored.get("design", "v2") != "v2" or arch_config.get("design") != "v4" or others(stored) != others(arch_config):
             return None
-        return v4_from_v2(model, arch_config["slow_width"]).train()
+        return v4_from_v2(model, arch_config["slow_width"], added_from=added_from).train()
 
     def training_sequences(self, roots, config) -> list[list[_TrainingFrame]]:
         from reframe_core.frames.dataset import Dataset, runs_between_cuts
