@@ -236,6 +236,34 @@ def test_refresh_ceiling_from_hand_worked_times():
     assert bench.summarize_ceilings(bench.summarize([scene(1.5, 2.0), never_hit])) == {}
 
 
+def test_the_lead_over_a_policy_whatever_a_hit_costs_from_hand_worked_times():
+    """Two 4-frame scenes, uncached 10 ms, refresh 10 ms, hit 4 ms; frame 1 is the only forced refresh. On A the
+    policy refreshes once (at its ceiling), on B three times. With hits at s times 4 ms: ceiling 40 / (10 + 12 s)
+    on both, the policy 40 / (10 + 12 s) on A and 40 / (30 + 4 s) on B, so the lead is 2 / (1 + (10 + 12 s) /
+    (30 + 4 s)) - 1: 50 % with free hits (its largest), 2 / (1 + 22 / 34) - 1 at today's cost, which is the
+    ceiling's own gain."""
+    def scene(refreshes):
+        result = _scene("ss", {"delta:0.25": (1.0, 0.5, [0.01])})
+        result["policies"][0].update(paper_peer=True, network_frames=4, refreshes=refreshes, partial_refreshes=0,
+                                     time_ms={"refresh_median": 10.0, "hit_median": 4.0, "partial_median": None})
+        result["policies"][0]["speedup"] = 40 / (refreshes * 10 + (4 - refreshes) * 4)
+        result["policies"][0]["speedup_ceiling"] = 40 / (10 + 3 * 4)
+        result.update(forced_refreshes=[1], uncached={"time_ms": {"median": 10.0}})
+        return result
+
+    results = [scene(1), scene(3)]
+    summary = bench.summarize(results)
+    bound = bench.lead_at_any_hit_cost(results, "ss", "delta:0.25")
+    assert bound == {"gain": pytest.approx(0.5), "hit_scale": 0.0}
+    ceilings = bench.summarize_ceilings(summary, results)["ss"]
+    assert ceilings["gain"] == pytest.approx(2 / (1 + 22 / 34) - 1) and ceilings["any_hit_cost"] == bound
+    assert "whatever a hit costs (a cheaper hit speeds up its hits too): at most +50.0%, with hits at 0.00x its" \
+        in bench.format_summary(summary, {"ss": ceilings})
+    # A policy at its ceiling on every scene cannot be led, whatever the hits cost.
+    assert bench.lead_at_any_hit_cost([scene(1), scene(1)], "ss", "delta:0.25")["gain"] == pytest.approx(0.0)
+    assert bench.lead_at_any_hit_cost(results, "ss", "every:2") is None
+
+
 class _HandCountedNet(nn.Module):
     """FLOPs per pixel (multiply-adds): deep 3x3 conv 3 -> 3 = 81, 1x1 head 6 -> 3 = 18: a hit removes 81/99."""
 

@@ -184,7 +184,7 @@ def _bench(args) -> int:
             result["weights"] = str(args.weights or workload.weights_name(args.scale))
             results.append(result)
     summary = bench.summarize(results)
-    ceilings = bench.summarize_ceilings(summary)
+    ceilings = bench.summarize_ceilings(summary, results)
     print(bench.format_table(results))
     print()
     print(bench.format_summary(summary, ceilings))
