@@ -134,6 +134,60 @@ def test_fe_training_writes_extranet_weights_and_eval_runs(tiny_dataset, tmp_pat
     assert same["network"] == same["head_at_zero"] and same["flip_reduction_vs_head_at_zero"] == 0
 
 
+def test_eval_scores_against_a_reference_of_the_same_frames(tiny_dataset, tmp_path, capsys):
+    """eval --reference: every output, and the native render itself, scored against another render of the same
+    frames (a higher-sample one in practice). The native render scored against itself is FLIP 0 and leaves every
+    other figure as without --reference; against other colours its row is flip(reference, native) frame by frame."""
+    import dataclasses
+    import shutil
+
+    import numpy as np
+
+    from reframe_core.evaluation.metrics import flip
+    from reframe_core.frames.buffers import write_buffers_exr
+    from reframe_core.frames.dataset import Dataset
+
+    def run(workload, *extra):
+        out = tmp_path / f"{workload}{len(list(tmp_path.iterdir()))}.json"
+        assert main(["eval", "--workload", workload, "--data", str(tiny_dataset), "--json", str(out), *extra]) == 0
+        return json.loads(out.read_text())["reports"][0]
+
+    brighter = tmp_path / "brighter"  # the same frames and cameras, other colours
+    shutil.copytree(tiny_dataset, brighter)
+    data = Dataset.open(brighter)
+    for frame in data.frames(1.0):
+        buffers = data.load(frame, 1.0)
+        write_buffers_exr(brighter / f"scale_1/frame_{frame:04d}.exr", dataclasses.replace(buffers, color=buffers.color * 1.3))
+    native = Dataset.open(tiny_dataset)
+    for workload, scored, rows in (("ss", [3, 4, 5, 6, 7, 8], ("network", "bicubic", "temporal")),
+                                   ("fe", [4, 6, 8], ("network", "head_at_zero", "reprojection", "fill"))):
+        plain, itself = run(workload), run(workload, "--reference", str(tiny_dataset))
+        assert itself["native"]["flip_mean"] == 0 and itself["reference"] == str(tiny_dataset)
+        for name in rows:
+            assert itself[name]["flip_mean"] == plain[name]["flip_mean"], (workload, name)
+        other = run(workload, "--reference", str(brighter))
+        expected = np.mean([flip(data.load(f, 1.0).color, native.load(f, 1.0).color).mean for f in scored])
+        assert other["native"]["flip_mean"] == pytest.approx(expected, rel=1e-6)
+        assert other["network"]["flip_mean"] != plain["network"]["flip_mean"]
+    capsys.readouterr()
+    assert run("ss", "--reference", str(brighter))  # the table says what it was scored against
+    assert f"slow_pan: scored against {brighter} (1 samples); the native render itself: FLIP" in capsys.readouterr().out
+    # A reference lacking frames, or of another view, is refused with what to do.
+    metadata = json.loads((brighter / "metadata.json").read_text())
+    del metadata["frames"]["scale_1"]["8"]
+    (brighter / "metadata.json").write_text(json.dumps(metadata))
+    assert main(["eval", "--data", str(tiny_dataset), "--reference", str(brighter)]) == 2
+    said = capsys.readouterr().err
+    assert "lacks frames 8..8" in said and "--frames 8-8 --scales 1 --samples N" in said
+    metadata["frames"]["scale_1"]["8"] = json.loads((tiny_dataset / "metadata.json").read_text())["frames"]["scale_1"]["8"]
+    metadata["frames"]["scale_1"]["5"]["camera"]["world_matrix"][0][3] += 1.0
+    (brighter / "metadata.json").write_text(json.dumps(metadata))
+    assert main(["eval", "--data", str(tiny_dataset), "--reference", str(brighter)]) == 2
+    assert "frame 5 is not the view of" in capsys.readouterr().err
+    assert main(["eval", "--data", f"{tiny_dataset},{tiny_dataset}", "--reference", str(brighter)]) == 2
+    assert "--reference names 1 datasets for 2 in --data" in capsys.readouterr().err
+
+
 def test_fe_eval_takes_extrapolated_frames_from_the_cheap_pass(tiny_dataset, tmp_path):
     cheap = tmp_path / "cheap"
     assert main(["dataset", "--scene", "slow_pan", "--frames", "3-8", "--scales", "1", "--resolution", "48",

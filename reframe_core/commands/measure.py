@@ -62,12 +62,16 @@ def _evaluate(args) -> int:
     if len(cheap) != len(roots):
         raise SettingsError(f"--cheap-data names {len(cheap)} datasets for {len(roots)} in --data: give one per --data "
                             "dataset, in the same order")
+    references = args.reference.split(",") if args.reference else [None] * len(roots)
+    if len(references) != len(roots):
+        raise SettingsError(f"--reference names {len(references)} datasets for {len(roots)} in --data: give one per --data "
+                            "dataset, in the same order")
     from reframe_core.frames.ranges import parse_frames
 
     frames = parse_frames(args.frames) if args.frames else None
     reports = [workload.evaluate(model, root, args.scale, cheap_root=c, frames=frames, crops=args.crops,
-                                 reset_history=args.reset_history)
-               for root, c in zip(roots, cheap)]
+                                 reset_history=args.reset_history, reference=r)
+               for root, c, r in zip(roots, cheap, references)]
     print(workload.format_evaluation(reports))
     if args.json:
         Path(args.json).write_text(json.dumps({"workload": args.workload, "weights": str(args.weights or workload.weights_name(args.scale)),
@@ -306,6 +310,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                          "bicubic is worst")
     evaluate.add_argument("--reset-history", action="store_true",
                           help="SS: start the network afresh on every frame (no fed-back history): what the temporal feedback is worth")
+    evaluate.add_argument("--reference", metavar="DIR[,DIR]",
+                          help="datasets of the same frames rendered with more samples (dataset --scales 1 --samples N), "
+                               "one per --data folder: score against them instead of the native render, and score the "
+                               "native render itself (its noise is the floor FLIP against it can show)")
     evaluate.add_argument("--json", help="also write the figures as JSON")
     evaluate.set_defaults(run=_evaluate)
 

@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from reframe_core.errors import MissingInputError, SettingsError
 from reframe_core.frames.buffers import CameraData, FrameBuffers, read_buffers_exr
 
@@ -78,6 +80,29 @@ def selected_frames(data: Dataset, scale: float, frames=None) -> list[int]:
         raise SettingsError(f"{data.root} has no frame in {min(wanted)}-{max(wanted)} at scale {scale:g} (it has {span}); "
                             "choose --frames within that range")
     return chosen
+
+
+def reference_for(data: Dataset, reference_root: str | Path, frames: list[int]) -> Dataset:
+    """``reference_root`` opened as the reference to score ``data``'s ``frames`` against: the same frames and view
+    rendered with more samples (``dataset --scales 1 --samples N``). Why: the native render at its own sample count
+    is noisy, and the error of even a perfect output against it is at least that noise, which caps what FLIP can
+    show. Refused, with what to render, where it lacks a frame or shows another camera or size."""
+    ref = Dataset.open(reference_root)
+    have = set(ref.frames(1.0))
+    missing = [f for f in frames if f not in have]
+    settings = data.metadata.get("settings", {})
+    if missing:
+        raise SettingsError(f"reference {ref.root} lacks frames {missing[0]}..{missing[-1]} of {data.root} at scale 1; render "
+                            f"them: reframe-blender dataset --scene {settings.get('scene', 'SCENE')} --frames {missing[0]}-{missing[-1]} "
+                            f"--scales 1 --samples N --out {ref.root}")
+    for frame in frames:
+        mine = data.metadata["frames"][scale_dir(1.0)][str(frame)]["camera"]
+        theirs = ref.metadata["frames"][scale_dir(1.0)][str(frame)]["camera"]
+        if mine["resolution"] != theirs["resolution"] or not np.allclose(mine["world_matrix"], theirs["world_matrix"], atol=1e-4):
+            raise SettingsError(f"reference {ref.root} frame {frame} is not the view of {data.root} frame {frame} (another camera "
+                                f"or size: {theirs['resolution']} against {mine['resolution']}); pass a dataset of the same scene, "
+                                "frames and resolution")
+    return ref
 
 
 def runs_between_cuts(data: Dataset, scale: float, make_item, frames=None) -> list[list]:

@@ -69,6 +69,20 @@ class WorkloadFacts:
         return k if self.period_is_k else 1
 
 
+def reference_lines(reports: list[dict]) -> list[str]:
+    """The lines an evaluation table ends with for reports scored against a reference (``eval --reference``):
+    what the reference is, and the native render's own FLIP against it, the floor its noise sets."""
+    lines = []
+    for r in reports:
+        if r.get("reference"):
+            samples = r.get("reference_samples")
+            native = r["native"]
+            lines.append(f"{Path(r['dataset']).name}: scored against {r['reference']}"
+                         f"{f' ({samples} samples)' if samples else ''}; the native render itself: FLIP "
+                         f"{native['flip_mean']:.4f}, PSNR {native['psnr_mean']:.2f}")
+    return lines
+
+
 class Workload:
     """Base of the SS and FE workloads (see the module docstring); subclasses fill in every method."""
 

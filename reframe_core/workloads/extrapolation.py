@@ -38,7 +38,7 @@ from reframe_core.runtime.placement import Placement
 from reframe_core.caching.cache import network_of
 from reframe_core.workloads.supersampling import gbuffer, history_warp_mode
 from reframe_core.frames.warp import backward_warp, disocclusion_mask, in_frame_mask, to_image, to_tensor
-from reframe_core.workloads.base import RenderRequest, StepResult, Workload
+from reframe_core.workloads.base import RenderRequest, StepResult, Workload, reference_lines
 
 FEATURE_CHANNELS = 7
 N_CHANNELS = 12 + FEATURE_CHANNELS
@@ -226,19 +226,23 @@ class Extrapolator:
                           decision.reason if decision else "uncached")
 
 
-def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None = None, frames=None) -> dict:
+def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None = None, frames=None,
+                           reference: str | None = None) -> dict:
     """Every k-th frame rendered, the rest extrapolated by ``model``; extrapolated frames are compared with
     their native render, against plain reprojection (the last rendered frame warped by motion).
 
     ``cheap_root``: a dataset of the same frames written with ``reframe-blender dataset --cheap``; the
     extrapolated frames then get their G-buffers and motion from that cheap pass (1 sample: aliased), as
-    they would in Blender, instead of from the full render's (anti-aliased) passes.
+    they would in Blender, instead of from the full render's (anti-aliased) passes. ``reference``: a dataset of
+    the same frames rendered with more samples (:func:`reference_for`) that the extrapolated frames, and their
+    native render itself (``native``: the floor its noise sets), are scored against instead.
     """
     from reframe_core.evaluation.metrics import flip, psnr, summarize, tonemap_ldr
-    from reframe_core.frames.dataset import Dataset, selected_frames
+    from reframe_core.frames.dataset import Dataset, reference_for, selected_frames
 
     data = Dataset.open(root)
     chosen = selected_frames(data, 1.0, frames)  # ``frames``: only these (a range); the first is rendered in full
+    ref = reference_for(data, reference, chosen) if reference else None
     cheap = Dataset.open(cheap_root) if cheap_root else None
     if cheap is not None:
         missing = sorted(set(chosen) - set(cheap.frames(1.0)))
@@ -251,7 +255,7 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
     runner = Extrapolator(model, k)
     # The ablation the trained head must beat: the same network with its head at zero, run on the same frames.
     ablation = Extrapolator(head_at_zero(model), k)
-    peers = ("network", "head_at_zero", "reprojection", "fill")
+    peers = ("network", "head_at_zero", "reprojection", "fill") + (("native",) if ref else ())
     rows = {name: [] for name in peers}
     in_holes = {name: [] for name in peers}  # (FLIP summed over hole pixels, hole pixels)
     hole_share = []
@@ -281,14 +285,17 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
             filled = decode(push_pull_fill(shading, 1 - holes), to_tensor(given.albedo), "shading")
             mask = holes[0, 0].numpy() > 0.5
             hole_share.append(float(mask.mean()))
-            for name, image in (("network", shown), ("head_at_zero", ablated), ("reprojection", to_image(reprojected)),
-                                ("fill", to_image(filled))):
-                result_flip = flip(fb.color, image)
-                rows[name].append((result_flip.mean, psnr(tonemap_ldr(fb.color), tonemap_ldr(image))))
+            truth = ref.load(frame, 1.0).color if ref else fb.color
+            scored = (("network", shown), ("head_at_zero", ablated), ("reprojection", to_image(reprojected)),
+                      ("fill", to_image(filled))) + ((("native", fb.color),) if ref else ())
+            for name, image in scored:
+                result_flip = flip(truth, image)
+                rows[name].append((result_flip.mean, psnr(tonemap_ldr(truth), tonemap_ldr(image))))
                 in_holes[name].append((float(result_flip.error_map[mask].sum()), int(mask.sum())))
         previous, previous_motion_next, previous_depth = fb, to_tensor(given.motion_next), depth
     report = {"dataset": str(root), "k": k, "extrapolated_frames": len(rows["network"]),
-              "gbuffers": "cheap pass" if cheap is not None else "full render", "cheap_dataset": cheap_root}
+              "gbuffers": "cheap pass" if cheap is not None else "full render", "cheap_dataset": cheap_root,
+              **({"reference": str(reference), "reference_samples": ref.metadata.get("settings", {}).get("samples")} if ref else {})}
     for name, values in rows.items():
         report[name] = summarize([v[0] for v in values], [v[1] for v in values])
     report["flip_reduction_vs_reprojection"] = 1 - report["network"]["flip_mean"] / report["reprojection"]["flip_mean"]
@@ -352,10 +359,11 @@ class ExtrapolationWorkload(Workload):
         shadows or raytracing), a real picture of this frame that needs no history."""
         return np.asarray(frame.color, np.float32)
 
-    def evaluate(self, model, root, scale: float = 1.0, cheap_root=None, frames=None, crops=None, **options) -> dict:
+    def evaluate(self, model, root, scale: float = 1.0, cheap_root=None, frames=None, crops=None, reference=None,
+                 **options) -> dict:
         if crops:
             raise SettingsError("--crops is for supersampling (bicubic | network | native); drop it for frame extrapolation")
-        return evaluate_extrapolation(model, root, self.k, cheap_root, frames)
+        return evaluate_extrapolation(model, root, self.k, cheap_root, frames, reference)
 
     def format_evaluation(self, reports: list[dict]) -> str:
         lines = [f"{'dataset':<22} {'G-buffers':<28} {'extrapolated':>12} {'FLIP net':>9} {'FLIP reproj':>11} "
@@ -371,7 +379,7 @@ class ExtrapolationWorkload(Workload):
                          f"{b['psnr_mean']:>11.2f} {f['flip_mean']:>9.4f} {z['flip_mean']:>11.4f} "
                          f"{r['flip_reduction_vs_head_at_zero']:>9.1%} {h['share_mean']:>6.1%} "
                          f"{inside[0]:>13} {inside[1]:>7} {inside[2]:>7} {inside[3]:>7}")
-        return "\n".join(lines)
+        return "\n".join(lines + reference_lines(reports))
 
     def training_network(self, config):
         from reframe_core.networks import get_network

@@ -20,7 +20,7 @@ from reframe_core.frames.hints import CameraHints
 from reframe_core.frames.reprojection import depth_tensor
 from reframe_core.runtime.placement import Placement
 from reframe_core.frames.warp import backward_warp, history_seen, surface_depth, to_image, to_tensor, upscale_motion  # noqa: F401 (re-exported)
-from reframe_core.workloads.base import RenderRequest, StepResult, Workload
+from reframe_core.workloads.base import RenderRequest, StepResult, Workload, reference_lines
 
 
 def gbuffer(buffers: FrameBuffers) -> np.ndarray:
@@ -159,22 +159,25 @@ def save_comparison_crops(path: Path, images: dict, flip_map: np.ndarray) -> dic
 
 
 def evaluate_supersampling(model, root: str, scale: float = 2.0, frames=None, crops: str | Path | None = None,
-                           reset_history: bool = False) -> dict:
+                           reset_history: bool = False, reference: str | Path | None = None) -> dict:
     """Run ``model`` (a SupersamplingNet or a CachedModel of one) over a dataset; the network's display-resolution
     output, the bicubic up-sampling of the same jittered low-res frame and the non-neural temporal upscaler
     (:class:`TemporalUpscaler`, what a user gets without a network) fed the same frames, all against the native
     scale-1 render: FLIP (LDR), PSNR of the tonemapped images and temporal instability. ``frames``: only these (a
     range). ``crops``: a folder for side-by-side crops (bicubic | temporal | network | native) of the middle and
     the last frame. ``reset_history``: the network starts afresh on every frame (no fed-back output), which
-    measures what its temporal feedback is worth; the baselines are unchanged."""
+    measures what its temporal feedback is worth; the baselines are unchanged. ``reference``: a dataset of the same
+    frames rendered with more samples (:func:`reference_for`) that every output, and the native render itself
+    (``native``: the floor its noise sets), is scored against instead."""
     from reframe_core.evaluation.metrics import flip, psnr, summarize, tonemap_ldr
     from reframe_core.evaluation.quality import temporal_instability
-    from reframe_core.frames.dataset import Dataset, selected_frames
+    from reframe_core.frames.dataset import Dataset, reference_for, selected_frames
     from reframe_core.frames.temporal_upscaler import TemporalUpscaler
 
     data = Dataset.open(root)
     frames = selected_frames(data, scale, frames)
-    per_method = {"network": [], "bicubic": [], "temporal": []}
+    ref = reference_for(data, reference, frames) if reference else None
+    per_method = {"network": [], "bicubic": [], "temporal": [], **({"native": []} if ref else {})}
     truth_tm, motions = [], []
     runner = temporal_upscaler = None
     previous = None
@@ -193,17 +196,20 @@ def evaluate_supersampling(model, root: str, scale: float = 2.0, frames=None, cr
         temporal = temporal_upscaler.step(low, hints)
         jitter = torch.from_numpy(np.asarray(low.jitter, np.float32))[None]
         bicubic = to_image(bicubic_upscale(to_tensor(low.color), size, jitter))
-        truth_tm.append(tonemap_ldr(high.color))
+        truth = ref.load(frame, 1.0).color if ref else high.color
+        truth_tm.append(tonemap_ldr(truth))
         motions.append(None if hints.cut else upscale_motion(to_tensor(low.motion_prev), size))
-        for name, image in (("network", out), ("bicubic", bicubic), ("temporal", temporal)):
-            per_method[name].append((flip(high.color, image).mean, psnr(tonemap_ldr(high.color), tonemap_ldr(image)), tonemap_ldr(image)))
+        scored = (("network", out), ("bicubic", bicubic), ("temporal", temporal)) + ((("native", high.color),) if ref else ())
+        for name, image in scored:
+            per_method[name].append((flip(truth, image).mean, psnr(tonemap_ldr(truth), tonemap_ldr(image)), tonemap_ldr(image)))
         if frame in shown_frames:
             path = Path(crops) / f"{Path(root).name}_frame{frame:04d}.png"
             written.append({"frame": frame, **save_comparison_crops(
                 path, {"bicubic": bicubic, "temporal": temporal, "network": out, "native": high.color},
                 flip(high.color, bicubic).error_map)})
         previous = low
-    report = {"dataset": str(root), "frames": len(frames), "scale": scale, **({"history": "reset"} if reset_history else {})}
+    report = {"dataset": str(root), "frames": len(frames), "scale": scale, **({"history": "reset"} if reset_history else {}),
+              **({"reference": str(reference), "reference_samples": ref.metadata.get("settings", {}).get("samples")} if ref else {})}
     if written:
         report["crops"] = written
     for name, rows in per_method.items():
@@ -285,8 +291,9 @@ class SupersamplingWorkload(Workload):
         jitter = torch.from_numpy(np.asarray(frame.jitter, np.float32))[None]
         return to_image(bicubic_upscale(to_tensor(frame.color), tuple(display_size), jitter))
 
-    def evaluate(self, model, root, scale: float = 2.0, frames=None, crops=None, reset_history: bool = False, **options) -> dict:
-        return evaluate_supersampling(model, root, scale, frames, crops, reset_history)
+    def evaluate(self, model, root, scale: float = 2.0, frames=None, crops=None, reset_history: bool = False,
+                 reference=None, **options) -> dict:
+        return evaluate_supersampling(model, root, scale, frames, crops, reset_history, reference)
 
     def format_evaluation(self, reports: list[dict]) -> str:
         # "temporal" is the non-neural accumulating upscaler; "vs bic" / "vs temp" are the network's FLIP reductions.
@@ -300,7 +307,7 @@ class SupersamplingWorkload(Workload):
                          f"{t['instability']:>11.4f}")
         if any(r.get("history") == "reset" for r in reports):
             lines.append("net: history reset on every frame (--reset-history)")
-        return "\n".join(lines)
+        return "\n".join(lines + reference_lines(reports))
 
     # Training: random crops of short sequences; the network's own previous output, warped by motion, is fed
     # back as history (truncated back-propagation through the sequence), so training sees what inference sees.
