@@ -46,6 +46,15 @@ def _bench_cache(args) -> int:
     return 0
 
 
+def _one_per_dataset(option: str, value: str | None, roots: list[str]) -> list:
+    """``value`` (comma-separated) as one entry per ``--data`` dataset, or None for each when not given."""
+    given = value.split(",") if value else [None] * len(roots)
+    if len(given) != len(roots):
+        raise SettingsError(f"{option} names {len(given)} datasets for {len(roots)} in --data: give one per --data "
+                            "dataset, in the same order")
+    return given
+
+
 def _evaluate(args) -> int:
     from reframe_core.workloads import get_workload
 
@@ -58,14 +67,7 @@ def _evaluate(args) -> int:
 
         model = cache_model(model, workload.example_inputs(model, (64, 64), scale=args.scale), cut="auto", policy=args.policy)
     roots = args.data.split(",")
-    cheap = args.cheap_data.split(",") if args.cheap_data else [None] * len(roots)
-    if len(cheap) != len(roots):
-        raise SettingsError(f"--cheap-data names {len(cheap)} datasets for {len(roots)} in --data: give one per --data "
-                            "dataset, in the same order")
-    references = args.reference.split(",") if args.reference else [None] * len(roots)
-    if len(references) != len(roots):
-        raise SettingsError(f"--reference names {len(references)} datasets for {len(roots)} in --data: give one per --data "
-                            "dataset, in the same order")
+    cheap, references = _one_per_dataset("--cheap-data", args.cheap_data, roots), _one_per_dataset("--reference", args.reference, roots)
     from reframe_core.frames.ranges import parse_frames
 
     frames = parse_frames(args.frames) if args.frames else None

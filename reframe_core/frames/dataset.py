@@ -105,6 +105,13 @@ def reference_for(data: Dataset, reference_root: str | Path, frames: list[int]) 
     return ref
 
 
+def reference_fields(ref: Dataset | None, reference) -> dict:
+    """What an evaluation report says of its reference (:func:`reference_for`): nothing without one."""
+    if ref is None:
+        return {}
+    return {"reference": str(reference), "reference_samples": ref.metadata.get("settings", {}).get("samples")}
+
+
 def runs_between_cuts(data: Dataset, scale: float, make_item, frames=None) -> list[list]:
     """``make_item(buffers, frame)`` for every frame at ``scale`` (or those in ``frames``), split into runs at
     camera cuts."""

@@ -238,7 +238,7 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
     native render itself (``native``: the floor its noise sets), are scored against instead.
     """
     from reframe_core.evaluation.metrics import flip, psnr, summarize, tonemap_ldr
-    from reframe_core.frames.dataset import Dataset, reference_for, selected_frames
+    from reframe_core.frames.dataset import Dataset, reference_fields, reference_for, selected_frames
 
     data = Dataset.open(root)
     chosen = selected_frames(data, 1.0, frames)  # ``frames``: only these (a range); the first is rendered in full
@@ -295,7 +295,7 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
         previous, previous_motion_next, previous_depth = fb, to_tensor(given.motion_next), depth
     report = {"dataset": str(root), "k": k, "extrapolated_frames": len(rows["network"]),
               "gbuffers": "cheap pass" if cheap is not None else "full render", "cheap_dataset": cheap_root,
-              **({"reference": str(reference), "reference_samples": ref.metadata.get("settings", {}).get("samples")} if ref else {})}
+              **reference_fields(ref, reference)}
     for name, values in rows.items():
         report[name] = summarize([v[0] for v in values], [v[1] for v in values])
     report["flip_reduction_vs_reprojection"] = 1 - report["network"]["flip_mean"] / report["reprojection"]["flip_mean"]

@@ -171,7 +171,7 @@ def evaluate_supersampling(model, root: str, scale: float = 2.0, frames=None, cr
     (``native``: the floor its noise sets), is scored against instead."""
     from reframe_core.evaluation.metrics import flip, psnr, summarize, tonemap_ldr
     from reframe_core.evaluation.quality import temporal_instability
-    from reframe_core.frames.dataset import Dataset, reference_for, selected_frames
+    from reframe_core.frames.dataset import Dataset, reference_fields, reference_for, selected_frames
     from reframe_core.frames.temporal_upscaler import TemporalUpscaler
 
     data = Dataset.open(root)
@@ -209,7 +209,7 @@ def evaluate_supersampling(model, root: str, scale: float = 2.0, frames=None, cr
                 flip(high.color, bicubic).error_map)})
         previous = low
     report = {"dataset": str(root), "frames": len(frames), "scale": scale, **({"history": "reset"} if reset_history else {}),
-              **({"reference": str(reference), "reference_samples": ref.metadata.get("settings", {}).get("samples")} if ref else {})}
+              **reference_fields(ref, reference)}
     if written:
         report["crops"] = written
     for name, rows in per_method.items():
