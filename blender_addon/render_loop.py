@@ -59,7 +59,7 @@ class RenderJob:
     overwrite: bool = False
     report: str | None = None
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: str = "mixed"  # float32, the SS resolve in bf16 where the processor has bf16 arithmetic (runtime.placement)
     weights: str | None = None
     runtime: str = "inprocess"  # where the network runs: "inprocess" or "server" (bridge.connect)
     server_python: str | None = None  # the Python that starts a server (default: this one)

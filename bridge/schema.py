@@ -44,7 +44,7 @@ class Settings(Struct, forbid_unknown_fields=True):
     policy: Annotated[str, Meta(max_length=256)] | None = "motion"
     k: Annotated[int, Meta(ge=1, le=1000)] = 2
     device: Annotated[str, Meta(max_length=32)] = "cpu"
-    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    precision: Literal["fp32", "fp16", "bf16", "mixed"] = "mixed"
     channels_last: bool = False
     weights: Annotated[str, Meta(max_length=4096)] | None = None
     cut: Annotated[str, Meta(max_length=64)] = "auto"

@@ -16,6 +16,7 @@ import os
 import secrets
 import shutil
 import sys
+import threading
 from dataclasses import dataclass
 from multiprocessing import resource_tracker, shared_memory
 from pathlib import Path
@@ -24,6 +25,7 @@ import numpy as np
 
 PREFIX = "rfb"
 ALIGN = 64  # every array starts on a cache line
+_REGISTRATION = threading.Lock()  # attach() swaps the resource tracker's register function for its call
 
 
 def segment_name(counter: int) -> str:
@@ -58,10 +60,20 @@ def attach(name: str) -> shared_memory.SharedMemory:
     """Attach to a segment the server created, without making this process's resource tracker an owner."""
     if sys.version_info >= (3, 13):
         return shared_memory.SharedMemory(name=name, track=False)
-    segment = shared_memory.SharedMemory(name=name)
-    if os.name == "posix":  # Windows frees a mapping when the last handle closes: no tracker there
-        resource_tracker.unregister(segment._name, "shared_memory")  # noqa: SLF001 (the tracker knows this name)
-    return segment
+    if os.name != "posix":  # Windows frees a mapping when the last handle closes: no tracker there
+        return shared_memory.SharedMemory(name=name)
+    # Before 3.13 every opened segment is registered with the resource tracker, which would unlink the server's
+    # segment when this process exits (bpo-39959). It is kept out of the registration rather than told afterwards:
+    # registering starts a tracker process inside Blender, and in a Blender whose embedded Python runs another
+    # patch release's standard library (Debian's Blender 3.4 on libpython 3.11.2 picks up a pyenv 3.11.7 first on
+    # PATH) starting it fails with "'_thread.RLock' object has no attribute '_recursion_count'".
+    with _REGISTRATION:
+        register = resource_tracker.register
+        resource_tracker.register = lambda name, rtype: None
+        try:
+            return shared_memory.SharedMemory(name=name)
+        finally:
+            resource_tracker.register = register
 
 
 def _pid_alive(pid: int) -> bool:

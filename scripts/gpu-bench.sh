@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU figures in one short run: the cache benchmark (full pass vs cached hit pass of the shipped networks) at
-# 1920x1080 display size on CUDA, in fp32 / fp16 / bf16 with channels-last, and fp16 compiled.
+# 1920x1080 display size on CUDA, in fp32 / fp16 / bf16 with channels-last, SS in mixed precision (its resolve in
+# bf16, the default on a device with bf16 arithmetic), and fp16 compiled.
 #   make gpu-bench                      # with the project's .venv
 #   PYTHON=python3 OUT=dir bash scripts/gpu-bench.sh   # any Python with torch+CUDA, numpy and tqdm
 # Each run prints its table and writes JSON to $OUT (default out/gpu).
@@ -25,6 +26,7 @@ for model in ss extranet; do
         bench "${model}_${precision}" --model "$model" --precision "$precision" --channels-last
     done
 done
+bench ss_mixed --model ss --precision mixed --channels-last
 bench unet_fp16 --model unet --precision fp16 --channels-last
 bench ss_fp16_compiled --model ss --precision fp16 --channels-last --compile
 bench extranet_fp16_compiled --model extranet --precision fp16 --channels-last --compile

@@ -32,7 +32,8 @@ def test_json_has_machine_settings_and_one_result_per_workload(report):
     assert data["command"].startswith("reframe-blender bench --workload ss,fe")
     for key in ("date", "cpu", "cpu_count", "torch", "torch_threads", "python", "cuda_available", "placement"):
         assert key in data["machine"], key
-    assert data["settings"]["device"] == "cpu" and data["settings"]["precision"] == "fp32"
+    assert data["settings"]["device"] == "cpu" and data["settings"]["precision"] == "mixed"  # render's default
+    assert data["machine"]["placement"].startswith("cpu mixed (")  # and what it means on this CPU
     assert [r["workload"] for r in data["results"]] == ["ss", "fe"]
     ss, fe = data["results"]
     assert ss["frames"] == [3, 4, 5, 6, 7, 8] and ss["network_frames"] == 6

@@ -562,3 +562,52 @@ def test_range_correction_leaves_a_flat_area_its_colour_whatever_the_weights():
                 assert (outside == 0) if correction == "bounded" else (outside > 0.01), correction
     with pytest.raises(SettingsError, match="correction must be one of"):
         entry.build(design="v1", correction="range")
+
+
+def _cpu_flags() -> set:
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        return set()
+    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    return set(line.split(":", 1)[-1].split())
+
+
+def test_mixed_precision_runs_only_the_ss_resolve_in_bf16_where_the_cpu_has_bf16_arithmetic():
+    """``Placement(precision="mixed")``: the shipped SS network's resolve layers in bfloat16 on a CPU whose flags
+    (read here from /proc/cpuinfo, not from torch) list bf16 arithmetic, everything else float32; the output stays
+    float32 and within bf16 rounding of the float32 network's; a hit equals its own full pass; on other CPUs nothing
+    changes."""
+    from reframe_core.runtime.placement import Placement
+    from reframe_core.workloads import get_workload
+
+    flags = _cpu_flags()
+    if not flags:
+        pytest.skip("no /proc/cpuinfo flags to check the CPU's bf16 arithmetic against")
+    native = bool(flags & {"avx512_bf16", "amx_bf16"})
+    workload = get_workload("ss")
+    plain, _ = workload.load(None, 2.0)
+    mixed, _ = workload.load(None, 2.0)
+    placement = Placement("cpu", "mixed")
+    mixed = placement.model(mixed)
+    assert placement.reduces_layers is native
+    dtypes = {name: p.dtype for name, p in mixed.named_parameters()}
+    reduced = {name for name, dtype in dtypes.items() if dtype == torch.bfloat16}
+    assert reduced == ({name for name in dtypes if name.startswith("refine.")} if native else set())
+    assert ("bf16 resolve" in placement.describe()) is native
+    torch.manual_seed(0)
+    inputs = workload.example_inputs(plain, (48, 64), scale=2.0)
+    inputs = (inputs[0] * 4, *inputs[1:])  # HDR colour, as rendered
+    with torch.no_grad():
+        want, got = plain(*inputs), mixed(*inputs)
+        cached = cache_model(mixed, inputs)
+        hit = (cached(*inputs, refresh=True), cached(*inputs, refresh=False))[1]
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(hit, got, rtol=0, atol=0)
+    if not native:
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+        return
+    # bf16 keeps 8 bits of mantissa: the blend weights and the correction move by about 2^-8 of their size, which
+    # moves the (log-space) output by far less than a colour rounded to bf16 would (2^-8 of the colour itself).
+    difference = (torch.log1p(got.clamp(min=0)) - torch.log1p(want.clamp(min=0))).abs()
+    assert 0 < difference.max() < 0.05 and difference.mean() < 0.005

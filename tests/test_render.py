@@ -340,11 +340,13 @@ def test_blender_binary_renders_headless_with_the_packaged_script(tmp_path):
     report = json.loads((tmp_path / "srv" / "reframe-ss-0001-0003.json").read_text())
     assert report["session"]["runtime"]["transport"] == "server" and report["machine"]["blender"].startswith("3.4")
     for n in (1, 2, 3):
-        # Pixels, not bytes: Blender 3.4 stamps each file's render time in its metadata. Measured: frames 1-2
-        # equal, frame 3 one pixel 1/255 apart (float rounding differs between torch inside Blender 3.4 and the
-        # server process; an in-process re-run is identical, and with bpy 5.0 both transports are byte-identical).
+        # Pixels, not bytes: Blender 3.4 stamps each file's render time in its metadata. Float rounding differs
+        # between torch inside Blender 3.4 and the server process (an in-process re-run is identical, and with bpy
+        # 5.0 both transports are byte-identical). Measured in float32: frames 1-2 equal, frame 3 one value 1/255
+        # apart. With the default mixed precision on a CPU with bf16 arithmetic, such a difference can move a bf16
+        # rounding in the resolve: 2 of 9216 values apart in each frame, by 1/255, 1/255 and 2/255.
         served, inside = _png(tmp_path / "srv" / f"f_{n:04d}.png"), _png(tmp_path / "out" / f"f_{n:04d}.png")
-        assert np.abs(served - inside).max() <= 1.5 / 255 and (served != inside).mean() < 0.001, f"frame {n}"
+        assert np.abs(served - inside).max() <= 2.5 / 255 and (served != inside).mean() < 0.001, f"frame {n}"
     bad = subprocess.run([LEGACY_BLENDER, "-b", str(blend), "-P", str(REPO / "blender_addon" / "render_in_blender.py"),
                           "--", "--mode", "ss", "--frames", "7-9", "--out", f"{tmp_path}/out2/f_####"],
                          env=env, capture_output=True, text=True, timeout=300)

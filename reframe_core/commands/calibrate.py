@@ -45,7 +45,8 @@ def _calibrate(args) -> int:
     root = Path(args.data) if args.data else Path("out/calibration") / f"{stem}-{args.resolution}"
     _ensure_dataset(args.scene, root, frames, (1.0, scale), args.resolution, args.samples)
     sequence = bench.dataset_sequence(root, workload, args.scale, list(frames))
-    placement = Placement(args.device)  # measured where it will render: hit and refresh costs differ by device
+    # Measured where and as it will render (render's default precision): hit and refresh costs differ by device.
+    placement = Placement(args.device, "mixed")
     model, _ = workload.load(args.weights, args.scale)
     model = placement.model(model)
     entries = [spec + (bench.REPROJECT if reproject else "") for spec, reproject in candidate_settings(workload)]

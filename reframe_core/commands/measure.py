@@ -7,6 +7,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+from reframe_core.commands import PRECISION_HELP
 from reframe_core.errors import MissingInputError, SettingsError
 from scenes import SCENES, get_scene
 
@@ -62,6 +63,12 @@ def _evaluate(args) -> int:
         raise SettingsError("--reset-history is for --workload ss (the SS network's fed-back output); drop it for fe")
     workload = get_workload(args.workload, k=args.k)
     model, payload = workload.load(args.weights, args.scale)
+    from reframe_core.runtime.placement import Placement
+
+    placement = Placement("cpu", args.precision)
+    model = placement.model(model)
+    if args.precision == "mixed":
+        print(f"precision: {placement.describe()}")
     if args.policy:
         from reframe_core.caching.cache import cache_model
 
@@ -77,7 +84,8 @@ def _evaluate(args) -> int:
     print(workload.format_evaluation(reports))
     if args.json:
         Path(args.json).write_text(json.dumps({"workload": args.workload, "weights": str(args.weights or workload.weights_name(args.scale)),
-                                               "policy": args.policy, "card": payload.get("card"), "reports": reports}, indent=2))
+                                               "policy": args.policy, "precision": placement.describe(), "card": payload.get("card"),
+                                               "reports": reports}, indent=2))
     return 0
 
 
@@ -290,7 +298,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                      "(the SS network's input is this divided by its scale)")
     bench.add_argument("--repeats", type=int, default=30)
     bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    bench.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
+    bench.add_argument("--precision", choices=["fp32", "fp16", "bf16", "mixed"], default="mixed", help=PRECISION_HELP)
     bench.add_argument("--channels-last", action="store_true", help="run the network in channels-last memory layout")
     bench.add_argument("--compile", action="store_true", help="torch.compile the refresh and hit passes")
     bench.add_argument("--weights", help="a weights file for the model's workload (default: the shipped one)")
@@ -316,6 +324,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="datasets of the same frames rendered with more samples (dataset --scales 1 --samples N), "
                                "one per --data folder: score against them instead of the native render, and score the "
                                "native render itself (its noise is the floor FLIP against it can show)")
+    evaluate.add_argument("--precision", choices=["fp32", "mixed"], default="mixed",
+                          help="mixed: the SS resolve's layers in bfloat16 where the CPU has bf16 arithmetic (as "
+                               "render --precision mixed runs them); the rest, and FE, in float32")
     evaluate.add_argument("--json", help="also write the figures as JSON")
     evaluate.set_defaults(run=_evaluate)
 
@@ -335,7 +346,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--weights", help="weights file (default: the shipped one of the workload)")
     bench.add_argument("--cut", default="auto", help="cut point (reframe-blender cuts lists them)")
     bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    bench.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    bench.add_argument("--precision", default="mixed", choices=["fp32", "fp16", "bf16", "mixed"], help=PRECISION_HELP)
     bench.add_argument("--channels-last", action="store_true", help="channels-last memory layout")
     bench.add_argument("--compile", action="store_true", help="torch.compile the uncached net and each cache's passes")
     bench.add_argument("--warmup", type=int, default=3, help="frames run by every runner before measuring")

@@ -234,6 +234,11 @@ class SupersamplingNet(nn.Module):
         # Low-resolution branches channels-last on a CPU (:func:`low_res_layout`); Placement turns this off when it
         # runs the whole network channels-last (its inputs then already are).
         self.mixed_memory_format = True
+        # The number format the display-resolution resolve's layers run in when it is not the network's own:
+        # ``Placement(precision="mixed")`` sets bfloat16 where the processor has bf16 arithmetic (they are most of a
+        # cache hit). ``None``: the network's dtype. Their input is cast to it and their output back, so the
+        # candidates, their blend and the temporal feedback stay in the network's dtype.
+        self.reduced_precision = None
         # v2/v3 resolve: how far the colour correction added to the candidates' blend may go. "free": as far as the
         # layers say. "range": scaled by the current frame's local colour range (per channel, log space), so on a
         # flat area, where every candidate already agrees, the layers cannot shift the colour: a network trained
@@ -284,6 +289,12 @@ class SupersamplingNet(nn.Module):
             self.joint = nn.Conv2d(16, 16, 3, padding=1, bias=False)
             self.refine = nn.Sequential(_conv(16 + 3 + 3, 16), nn.Conv2d(16, 4, 3, padding=1))
 
+    def reduced_precision_layers(self) -> nn.Module | None:
+        """The layers that may run in bfloat16 (:attr:`reduced_precision`): the v2/v4 resolve's, which predict the
+        candidates' blend weights and a small correction (rounding them moves the output far less than rounding the
+        colours would); ``None`` for the other designs."""
+        return self.refine if self.design in ("v2", "v4") else None
+
     def forward(self, color: torch.Tensor, gbuffer: torch.Tensor, jitter: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         tone = torch.log1p(color.clamp(min=0))
         jitter_map = jitter[:, :, None, None].expand(-1, -1, color.shape[-2], color.shape[-1])
@@ -317,7 +328,10 @@ class SupersamplingNet(nn.Module):
         # The jitter is undone here, exactly: the layers only learn what interpolation cannot give. The blend
         # reads the candidates from the tensor the layers read, in its layout (:func:`resolve_inputs`).
         features, low, high = resolve_inputs(tone, jitter, joint, past)
-        refined = self.refine(features)
+        if self.reduced_precision is None:
+            refined = self.refine(features)
+        else:
+            refined = self.refine(features.to(self.reduced_precision)).to(features.dtype)
         channels = joint.shape[1]
         candidates = features[:, channels:channels + 3 * V2_CANDIDATES].unflatten(1, (V2_CANDIDATES, 3))
         weights = torch.softmax(refined[:, :V2_CANDIDATES], 1)

@@ -43,7 +43,7 @@ class SessionSettings:
     policy: str | None = "motion"  # refresh policy spec; None runs the network uncached
     k: int = 2  # FE: every k-th frame rendered in full
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: str = "mixed"  # float32, the SS resolve in bf16 where the processor has bf16 arithmetic (runtime.placement)
     channels_last: bool = False
     weights: str | None = None  # None: the shipped weights for the workload and scale
     cut: str = "auto"
