@@ -67,8 +67,8 @@ def _evaluate(args) -> int:
 
     placement = Placement("cpu", args.precision)
     model = placement.model(model)
-    if args.precision == "mixed":
-        print(f"precision: {placement.describe()}")
+    if any(getattr(part, "reduced_precision", None) is not None for part in model.modules()):
+        print(f"precision: {placement.describe()}")  # the figures below are of a network partly in bf16
     if args.policy:
         from reframe_core.caching.cache import cache_model
 

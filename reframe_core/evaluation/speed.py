@@ -43,6 +43,7 @@ class SpeedReport:
     size: str  # display size WIDTHxHEIGHT
     device: str
     precision: str
+    placement: str  # what the precision means on this device (Placement.describe)
     channels_last: bool
     compiled: bool
     weights: str | None
@@ -130,7 +131,8 @@ def measure_cache_speed(model: str = "unet", size: str | int = 256, repeats: int
                 with_policy(image, hints=hints)
             overhead[spec] = with_policy.stats.overhead_ms
     return SpeedReport(
-        model=model, size=f"{width}x{height}", device=device, precision=precision, channels_last=channels_last,
+        model=model, size=f"{width}x{height}", device=device, precision=precision, placement=placement.describe(),
+        channels_last=channels_last,
         compiled=compile_model, weights=weights.name if weights else None, cut=cached.plan.name, cached=list(cached.plan.cached_labels),
         flops_removed_per_hit=cached.plan.removed_share,
         full_ms=full_median, full_ms_p10_p90=(_percentile(full, 0.1), _percentile(full, 0.9)),
@@ -146,8 +148,8 @@ def measure_cache_speed(model: str = "unet", size: str | int = 256, repeats: int
 
 def format_report(r: SpeedReport) -> str:
     lines = [
-        f"model {r.model}{f' ({r.weights})' if r.weights else ''} at {r.size} on {r.device} {r.precision}"
-        f"{' channels-last' if r.channels_last else ''}{' compiled' if r.compiled else ''} ({r.machine}; {r.threads} threads, "
+        f"model {r.model}{f' ({r.weights})' if r.weights else ''} at {r.size} on {r.placement}"
+        f"{' compiled' if r.compiled else ''} ({r.machine}; {r.threads} threads, "
         f"torch {r.torch}; {r.memory_pages}); cut {r.cut} caches {', '.join(r.cached)}",
         f"FLOPs removed per hit: {r.flops_removed_per_hit:.1%}",
         f"full pass  median {r.full_ms:8.2f} ms  (p10 {r.full_ms_p10_p90[0]:.2f}, p90 {r.full_ms_p10_p90[1]:.2f}, n={r.repeats})",
