@@ -164,6 +164,12 @@ class ReframePreferences(bpy.types.AddonPreferences):
         ("auto", "Auto", "the GPU when torch sees one, else the CPU", 0),
         ("cuda", "CUDA GPU", "an NVIDIA GPU (fails clearly when torch sees none)", 1),
         ("cpu", "CPU", "the processor", 2)])
+    precision: EnumProperty(name="Precision", default="mixed", items=[
+        ("mixed", "Mixed", "float32, with the upscaler's last layers in bfloat16 where the processor has bf16 "
+                           "arithmetic (recent AMD and Intel CPUs, recent GPUs): a cache hit about a quarter faster, "
+                           "the same look", 0),
+        ("fp32", "Float32", "every layer in float32: frames agree to float rounding on machines whose processors "
+                            "differ in bf16 arithmetic (a farm of mixed nodes)", 1)])
     weights_folder: StringProperty(name="Weights folder", subtype="DIR_PATH", default="",
                                    description="your own weights (ss_x2.pt, ...), used before the shipped ones; kept "
                                                "across upgrades (empty: the per-user extension folder)")
@@ -208,7 +214,8 @@ def job_for(scene, frames: range | None = None, overwrite: bool = False, output:
     common = dict(mode=mode, scale=scale, policy=settings.policy_spec(mode), reproject=settings.reproject_spec(mode),
                   k=settings.k, frames=frames,
                   warmup=settings.warmup if warmup is None else warmup, overwrite=overwrite, output=output, report=report,
-                  device=prefs.device, weights=str(weights) if weights.parent != SHIPPED_WEIGHTS else None,
+                  device=prefs.device, precision=prefs.precision,
+                  weights=str(weights) if weights.parent != SHIPPED_WEIGHTS else None,
                   fallback=prefs.fallback, timeout=prefs.timeout)
     if prefs.runtime == "server":
         python = str(environment.check_python(bpy.path.abspath(prefs.python)))

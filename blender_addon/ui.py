@@ -42,6 +42,7 @@ def draw_preferences(prefs, context, layout) -> None:
     col.prop(prefs, "runtime")
     col.prop(prefs, "python")
     col.prop(prefs, "device")
+    col.prop(prefs, "precision")
     col.prop(prefs, "weights_folder", text=f"Weights folder ({'default' if not prefs.weights_folder else 'custom'})")
     if not prefs.weights_folder:
         col.label(text=f"  {prefs.resolved_weights_folder()}", icon="BLANK1")

@@ -180,6 +180,7 @@ class ViewportOverlay:
         self.display_size = display_size
         self.session = self.runtime.open_session("ss", display_size=display_size, scale=self.scale,
                                                  policy=self.job.policy, device=self.job.device,
+                                                 precision=self.job.precision,
                                                  weights=self.job.weights,
                                                  **({"reproject": True} if self.job.reproject else {}))
         self.worker = self.SessionWorker(self.session, name="reframe-viewport", postprocess=self._display)

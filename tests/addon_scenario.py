@@ -37,12 +37,13 @@ def install(zip_path: str, blend: str, out: str) -> dict:
     addon = bpy.context.preferences.addons.get(MODULE)
     prefs = addon.preferences
     found = {"install": sorted(result), "enabled": addon is not None,
-             "preferences": {k: getattr(prefs, k) for k in ("runtime", "python", "device", "weights_folder")},
+             "preferences": {k: getattr(prefs, k) for k in ("runtime", "python", "device", "precision", "weights_folder")},
              "weights_folder": prefs.resolved_weights_folder(),
              "operators": [_exists(getattr(bpy.ops.reframe, name)) for name in ("render_animation", "render_frame",
                                                                         "check_runtime", "viewport_overlay")]}
     # the default runtime, a server process started from this Python
     prefs.python, prefs.runtime, prefs.device = sys.executable, "server", "cpu"
+    prefs.precision = "fp32"  # not the default: the render's report must show the preference reached the session
     bpy.ops.wm.save_userpref()
     bpy.ops.reframe.check_runtime()
     found["check"] = prefs.last_check

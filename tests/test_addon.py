@@ -84,7 +84,8 @@ def test_install_render_kill_and_resume(addon_zip, tmp_path):
     blend, out = tmp_path / "scene.blend", tmp_path / "frames"
     installed = _run("install", addon_zip, blend, out, env=env)
     assert installed["install"] == ["FINISHED"] and installed["enabled"]
-    assert installed["preferences"] == {"runtime": "server", "python": "", "device": "auto", "weights_folder": ""}
+    assert installed["preferences"] == {"runtime": "server", "python": "", "device": "auto", "precision": "mixed",
+                                        "weights_folder": ""}
     # per-user and outside the extension folder, which an upgrade replaces
     assert Path(installed["weights_folder"]).is_relative_to(tmp_path / "blender-user")
     assert "reframe_blender/weights" in installed["weights_folder"] and "/.user/" in installed["weights_folder"]
@@ -145,4 +146,5 @@ def test_install_render_kill_and_resume(addon_zip, tmp_path):
     report = json.loads((out / "reframe-ss-0001-0006.json").read_text())
     assert report["status"] == "complete" and report["totals"]["skipped"] == len(early)
     assert report["session"]["runtime"]["transport"] == "server"  # torch only in the server process
+    assert report["job"]["precision"] == "fp32" and report["session"]["placement"] == "cpu fp32"  # the preference
     assert 0.0 <= resumed["hit_rate"] <= 1.0 and resumed["ms_per_frame"] > 0

@@ -170,6 +170,7 @@ class Session:
 
     def stats(self) -> dict:
         return {**self._stats.as_dict(), "settings": self.settings.as_dict(),
+                "placement": self.placement.describe(),  # what the precision means on this machine
                 "cut": getattr(getattr(self.model, "plan", None), "name", None)}
 
     def close(self) -> None:
