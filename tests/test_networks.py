@@ -594,7 +594,11 @@ def test_mixed_precision_runs_only_the_ss_resolve_in_bf16_where_the_cpu_has_bf16
     dtypes = {name: p.dtype for name, p in mixed.named_parameters()}
     reduced = {name for name, dtype in dtypes.items() if dtype == torch.bfloat16}
     assert reduced == ({name for name in dtypes if name.startswith("refine.")} if native else set())
-    assert ("bf16 resolve" in placement.describe()) is native
+    assert ("bf16 resolve" in placement.describe(mixed)) is native
+    extranet = placement.model(get_workload("fe").load(None, 1.0)[0])  # FE names no such layers: all float32
+    assert {p.dtype for p in extranet.parameters()} == {torch.float32}
+    assert placement.describe(extranet).endswith("(all fp32: no bf16 layers in this network)" if native else
+                                                 "(all fp32: no bf16 arithmetic here)")
     torch.manual_seed(0)
     inputs = workload.example_inputs(plain, (48, 64), scale=2.0)
     inputs = (inputs[0] * 4, *inputs[1:])  # HDR colour, as rendered

@@ -68,7 +68,7 @@ def _evaluate(args) -> int:
     placement = Placement("cpu", args.precision)
     model = placement.model(model)
     if any(getattr(part, "reduced_precision", None) is not None for part in model.modules()):
-        print(f"precision: {placement.describe()}")  # the figures below are of a network partly in bf16
+        print(f"precision: {placement.describe(model)}")  # the figures below are of a network partly in bf16
     if args.policy:
         from reframe_core.caching.cache import cache_model
 
@@ -84,7 +84,7 @@ def _evaluate(args) -> int:
     print(workload.format_evaluation(reports))
     if args.json:
         Path(args.json).write_text(json.dumps({"workload": args.workload, "weights": str(args.weights or workload.weights_name(args.scale)),
-                                               "policy": args.policy, "precision": placement.describe(), "card": payload.get("card"),
+                                               "policy": args.policy, "precision": placement.describe(model), "card": payload.get("card"),
                                                "reports": reports}, indent=2))
     return 0
 

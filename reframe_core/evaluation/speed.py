@@ -131,7 +131,7 @@ def measure_cache_speed(model: str = "unet", size: str | int = 256, repeats: int
                 with_policy(image, hints=hints)
             overhead[spec] = with_policy.stats.overhead_ms
     return SpeedReport(
-        model=model, size=f"{width}x{height}", device=device, precision=precision, placement=placement.describe(),
+        model=model, size=f"{width}x{height}", device=device, precision=precision, placement=placement.describe(net),
         channels_last=channels_last,
         compiled=compile_model, weights=weights.name if weights else None, cut=cached.plan.name, cached=list(cached.plan.cached_labels),
         flops_removed_per_hit=cached.plan.removed_share,

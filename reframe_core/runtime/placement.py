@@ -97,8 +97,14 @@ class Placement:
         if self.is_cuda:
             torch.cuda.synchronize()
 
-    def describe(self) -> str:
+    def describe(self, module: torch.nn.Module | None = None) -> str:
+        """Device, precision and layout; for "mixed", what it means here (and, given the placed ``module``, for it)."""
         precision = self.precision
         if precision == "mixed":
-            precision = "mixed (bf16 resolve)" if self.reduces_layers else "mixed (all fp32: no bf16 arithmetic here)"
+            if not self.reduces_layers:
+                precision = "mixed (all fp32: no bf16 arithmetic here)"
+            elif module is not None and all(getattr(part, "reduced_precision", None) is None for part in module.modules()):
+                precision = "mixed (all fp32: no bf16 layers in this network)"
+            else:
+                precision = "mixed (bf16 resolve)"
         return f"{self.device} {precision}" + (" channels-last" if self.channels_last else "")

@@ -170,7 +170,7 @@ class Session:
 
     def stats(self) -> dict:
         return {**self._stats.as_dict(), "settings": self.settings.as_dict(),
-                "placement": self.placement.describe(),  # what the precision means on this machine
+                "placement": self.placement.describe(self.model),  # what the precision means here, for this network
                 "cut": getattr(getattr(self.model, "plan", None), "name", None)}
 
     def close(self) -> None:
