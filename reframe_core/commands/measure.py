@@ -7,7 +7,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from reframe_core.commands import PRECISION_HELP
+from reframe_core.commands import PRECISION_CHOICES, PRECISION_HELP
 from reframe_core.errors import MissingInputError, SettingsError
 from scenes import SCENES, get_scene
 
@@ -63,11 +63,11 @@ def _evaluate(args) -> int:
         raise SettingsError("--reset-history is for --workload ss (the SS network's fed-back output); drop it for fe")
     workload = get_workload(args.workload, k=args.k)
     model, payload = workload.load(args.weights, args.scale)
-    from reframe_core.runtime.placement import Placement
+    from reframe_core.runtime.placement import Placement, reduced_in
 
     placement = Placement("cpu", args.precision)
     model = placement.model(model)
-    if any(getattr(part, "reduced_precision", None) is not None for part in model.modules()):
+    if reduced_in(model):
         print(f"precision: {placement.describe(model)}")  # the figures below are of a network partly in bf16
     if args.policy:
         from reframe_core.caching.cache import cache_model
@@ -298,7 +298,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                      "(the SS network's input is this divided by its scale)")
     bench.add_argument("--repeats", type=int, default=30)
     bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    bench.add_argument("--precision", choices=["fp32", "fp16", "bf16", "mixed"], default="mixed", help=PRECISION_HELP)
+    bench.add_argument("--precision", choices=PRECISION_CHOICES, default="mixed", help=PRECISION_HELP)
     bench.add_argument("--channels-last", action="store_true", help="run the network in channels-last memory layout")
     bench.add_argument("--compile", action="store_true", help="torch.compile the refresh and hit passes")
     bench.add_argument("--weights", help="a weights file for the model's workload (default: the shipped one)")
@@ -346,7 +346,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--weights", help="weights file (default: the shipped one of the workload)")
     bench.add_argument("--cut", default="auto", help="cut point (reframe-blender cuts lists them)")
     bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    bench.add_argument("--precision", default="mixed", choices=["fp32", "fp16", "bf16", "mixed"], help=PRECISION_HELP)
+    bench.add_argument("--precision", choices=PRECISION_CHOICES, default="mixed", help=PRECISION_HELP)
     bench.add_argument("--channels-last", action="store_true", help="channels-last memory layout")
     bench.add_argument("--compile", action="store_true", help="torch.compile the uncached net and each cache's passes")
     bench.add_argument("--warmup", type=int, default=3, help="frames run by every runner before measuring")

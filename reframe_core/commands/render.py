@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from reframe_core.commands import PRECISION_HELP
+from reframe_core.commands import PRECISION_CHOICES, PRECISION_HELP
 from reframe_core.frames.ranges import parse_frames
 from reframe_core.runtime.session import DEFAULT_WARMUP as WARMUP
 
@@ -54,7 +54,7 @@ def job_arguments(parser: argparse.ArgumentParser) -> None:
                         help="render every frame again (default: frames this command already wrote are skipped)")
     parser.add_argument("--report", help="report JSON (default: reframe-MODE-A-B.json beside the frames)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    parser.add_argument("--precision", default="mixed", choices=("fp32", "fp16", "bf16", "mixed"), help=PRECISION_HELP)
+    parser.add_argument("--precision", default="mixed", choices=PRECISION_CHOICES, help=PRECISION_HELP)
     parser.add_argument("--weights", help="a weights file (default: the shipped weights for the mode and scale)")
     parser.add_argument("--runtime", choices=("inprocess", "server"), default="inprocess",
                         help="where the network runs: in this process, or in a runtime server (reframe-blender "

@@ -29,6 +29,11 @@ def native_bf16(device: str) -> bool:
     return any(check() for check in checks if check is not None)
 
 
+def reduced_in(module: torch.nn.Module) -> bool:
+    """Whether a placed network runs some of its layers in reduced precision (``Placement(precision="mixed")``)."""
+    return any(getattr(part, "reduced_precision", None) is not None for part in module.modules())
+
+
 @dataclass(frozen=True)
 class Placement:
     device: str = "cpu"
@@ -103,7 +108,7 @@ class Placement:
         if precision == "mixed":
             if not self.reduces_layers:
                 precision = "mixed (all fp32: no bf16 arithmetic here)"
-            elif module is not None and all(getattr(part, "reduced_precision", None) is None for part in module.modules()):
+            elif module is not None and not reduced_in(module):
                 precision = "mixed (all fp32: no bf16 layers in this network)"
             else:
                 precision = "mixed (bf16 resolve)"
