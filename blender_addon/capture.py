@@ -37,6 +37,8 @@ class CaptureSettings:
         jitter: offset each frame's samples by the Halton(2,3) sequence (camera shift), for temporal SS.
         fast: the cheap G-buffer mode: no shadows, no raytracing (frame extrapolation's in-between frames); the
             classic cheap pass also takes ``samples=1``; a few samples anti-alias its G-buffers.
+        film_filter: EEVEE's film filter width in rendered pixels; None keeps the scene's (1.5 by default). The
+            width is in the pixels of the frame rendered, so at 1/scale it covers scale times more of the display.
     """
 
     resolution: tuple[int, int] | None = None
@@ -44,6 +46,7 @@ class CaptureSettings:
     samples: int = 16
     jitter: bool = False
     fast: bool = False
+    film_filter: float | None = None
 
     def size_for(self, scene) -> tuple[int, int]:
         width, height = self.resolution or (scene.render.resolution_x, scene.render.resolution_y)
@@ -126,7 +129,7 @@ def capture_settings(scene: bpy.types.Scene, settings: CaptureSettings, view_lay
     render, image, eevee = scene.render, scene.render.image_settings, scene.eevee
     saved = [
         (render, _snapshot(render, ["engine", "resolution_x", "resolution_y", "resolution_percentage", "use_motion_blur",
-                                    "film_transparent"])),
+                                    "film_transparent", "filter_size"])),
         (eevee, _snapshot(eevee, ["taa_render_samples", "use_shadows", "use_raytracing", "use_volumetric_shadows"])),
         (layer, _snapshot(layer, ["use_pass_z", "use_pass_normal", "use_pass_vector", "use_pass_diffuse_color"])),
         (image, _snapshot(image, ["media_type", "file_format", "color_depth", "exr_codec"])),
@@ -138,6 +141,8 @@ def capture_settings(scene: bpy.types.Scene, settings: CaptureSettings, view_lay
         render.use_motion_blur = False  # motion blur would smear what the Vector pass describes
         render.film_transparent = False
         eevee.taa_render_samples = settings.samples
+        if settings.film_filter is not None:
+            render.filter_size = settings.film_filter
         if settings.fast:
             for name in ("use_shadows", "use_raytracing", "use_volumetric_shadows"):
                 if hasattr(eevee, name):

@@ -30,6 +30,7 @@ class DatasetSpec:
     jitter: bool = True  # applied to scales > 1 only: the full-resolution frames are the reference
     seed: int = 0
     cheap: bool = False  # FE's cheap G-buffer pass (1 sample, shadows and raytracing off) instead of full frames
+    film_filter: float | None = None  # EEVEE's film filter in rendered pixels (CaptureSettings); None: the scene's
 
     def settings(self) -> dict:
         settings = {"scene": self.scene, "frames": [self.frames.start, self.frames.stop - 1],
@@ -37,6 +38,8 @@ class DatasetSpec:
                     "jitter": self.jitter, "seed": self.seed}
         if self.cheap:  # only when set: datasets written before the option keep matching their settings
             settings["cheap"] = True
+        if self.film_filter is not None:  # the same
+            settings["film_filter"] = self.film_filter
         return settings
 
 
@@ -108,7 +111,7 @@ def write_dataset(spec: DatasetSpec, out: str | Path, show_progress: bool = True
             continue
         (out / scale_dir(scale)).mkdir(exist_ok=True)
         settings = CaptureSettings(resolution=spec.resolution, scale=scale, samples=spec.samples,
-                                   jitter=spec.jitter and scale > 1, fast=spec.cheap)
+                                   jitter=spec.jitter and scale > 1, fast=spec.cheap, film_filter=spec.film_filter)
         # Render contiguous runs, so that each frame's motion comes from its real neighbours.
         for buffers, timings in _capture_runs(scene, frames, settings):
             frame = buffers.camera.frame

@@ -1,5 +1,5 @@
 """scripts/pair_inputs.py: native frames of one dataset with the low-res inputs of another (rendered at another
-sample count, or with scripts/narrow_filter_inputs.py's narrower film filter), so eval scores SS from those inputs;
+sample count, or with a narrower film filter: dataset --film-filter), so eval scores SS from those inputs;
 inputs whose camera jitter differs are refused."""
 import json
 import runpy
@@ -46,25 +46,24 @@ def test_pairs_native_frames_with_inputs_of_another_sample_count(tiny_dataset, t
         pair([str(tiny_dataset), str(other), str(tmp_path / "refused")])
 
 
-NARROW = Path(__file__).resolve().parents[1] / "scripts" / "narrow_filter_inputs.py"
-
-
 def _detail(image: np.ndarray) -> float:
     """Mean absolute difference between neighbouring pixels: what a wider reconstruction filter smooths away."""
     return float(np.abs(np.diff(image, axis=0)).mean() + np.abs(np.diff(image, axis=1)).mean())
 
 
-def test_inputs_with_a_narrowed_film_filter_are_sharper_and_pair_with_the_native_frames(tiny_dataset, tmp_path):
+def test_inputs_with_a_narrowed_film_filter_are_sharper_and_pair_with_the_native_frames(tiny_dataset, tmp_path, capsys):
     from reframe_core.frames.dataset import Dataset
 
-    narrow = runpy.run_path(str(NARROW))["main"]
-    out = tmp_path / "narrow"
-    assert narrow(["slow_pan", "3-5", "48x48", "2", "0.5", str(out)]) == 0
-    usual = Dataset.open(_lowres(tmp_path, "usual", frames="3-5"))  # the same, with Blender's 1.5 px filter
+    out = _lowres(tmp_path, "narrow", "--film-filter", "0.5", frames="3-5")
+    usual = Dataset.open(_lowres(tmp_path, "usual", frames="3-5"))  # the same, with the scene's 1.5 px filter
     inputs = Dataset.open(out)
-    assert json.loads((out / "metadata.json").read_text())["scene_source"]["filter_size"] == 0.5
+    assert json.loads((out / "metadata.json").read_text())["settings"]["film_filter"] == 0.5
     for frame in range(3, 6):  # the same camera and jitter, and more detail between neighbouring pixels
         assert np.array_equal(inputs.load(frame, 2.0).jitter, usual.load(frame, 2.0).jitter)
         assert _detail(inputs.load(frame, 2.0).color) > 1.1 * _detail(usual.load(frame, 2.0).color)
     pair = runpy.run_path(str(SCRIPT))["main"]
     assert pair([str(tiny_dataset), str(out), str(tmp_path / "paired")]) == 0
+    assert main(["dataset", "--scene", "slow_pan", "--frames", "3-3", "--scales", "2", "--resolution", "48",
+                 "--film-filter", "-1", "--out", str(tmp_path / "refused")]) == 2
+    assert "--film-filter is a width in pixels and must be positive, got -1" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()  # refused before any work

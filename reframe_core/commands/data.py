@@ -35,6 +35,9 @@ def _dataset(args) -> int:
         raise CaptureError(f"bad --scales {args.scales!r} or --resolution {args.resolution!r}: use e.g. --scales 1,2 --resolution 256 or 320x180") from None
     if any(s <= 0 for s in scales):
         raise CaptureError(f"--scales must be positive numbers, got {args.scales}")
+    if args.film_filter is not None and args.film_filter <= 0:
+        raise CaptureError(f"--film-filter is a width in pixels and must be positive, got {args.film_filter:g}; "
+                           "drop it to keep the scene's filter")
     is_file = args.scene.endswith(".blend") or "/" in args.scene
     if not is_file:
         get_scene(args.scene)  # unknown names fail here, before any work
@@ -46,7 +49,8 @@ def _dataset(args) -> int:
     else:
         frames = parse_frames(args.frames)
     spec = DatasetSpec(scene=args.scene, frames=frames, scales=scales, resolution=resolution,
-                       samples=args.samples, jitter=not args.no_jitter, seed=args.seed, cheap=args.cheap)
+                       samples=args.samples, jitter=not args.no_jitter, seed=args.seed, cheap=args.cheap,
+                       film_filter=args.film_filter)
     start = time.perf_counter()
     metadata = write_dataset(spec, args.out, show_progress=not args.quiet)
     count = sum(len(v) for v in metadata["frames"].values())
@@ -77,6 +81,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dataset.add_argument("--cheap", action="store_true",
                          help="render FE's cheap G-buffer pass (1 sample, shadows and raytracing off): "
                               "eval --workload fe --cheap-data DIR takes the extrapolated frames' buffers from it")
+    dataset.add_argument("--film-filter", type=float, metavar="PX",
+                         help="EEVEE's film filter width in rendered pixels, for every scale (default: the scene's, "
+                              "1.5; at scale 2, 0.75 covers the display footprint of the native render's 1.5)")
     dataset.add_argument("--out", required=True, help="output folder (resumable)")
     dataset.add_argument("--quiet", action="store_true", help="no progress bar")
     dataset.set_defaults(run=_dataset)
