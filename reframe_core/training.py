@@ -53,12 +53,13 @@ class TrainConfig:
     checkpoint_every: int = 100
     stop_after: int | None = None  # steps to run in this invocation (then checkpoint and stop); None: all
     held_out: list[str] = field(default_factory=list)  # recorded in the model card
-    loss: str = "log1p"  # "log1p": L1 of log(1 + colour); "tonemap": L1 after the metrics' display tonemap
+    loss: str = "log1p"  # "log1p": L1 of log(1 + colour); "tonemap": L1 after the metrics' display tonemap;
+    # "flip": the reports' FLIP itself (differentiable, after the same tonemap) plus the log1p L1
     frames: str = ""  # "A-B": train on these frames of each dataset only (per-shot fine-tuning); "": all
     init: str = ""  # start from these weights ("shipped": the workload's shipped file; or a path); "": from scratch
 
 
-LOSSES = ("log1p", "tonemap", "tonemap-grad")
+LOSSES = ("log1p", "tonemap", "tonemap-grad", "flip")
 # What a checkpoint written before a setting existed used, where that differs from the setting's default now.
 SETTINGS_BEFORE_THEIR_OPTION = {"correction": "free"}
 
@@ -77,7 +78,16 @@ def _gradients(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def image_loss(out: torch.Tensor, target: torch.Tensor, kind: str = "log1p") -> torch.Tensor:
     """L1 in log space, or in the display space FLIP is computed in (``tonemap``); ``tonemap-grad`` adds the
     L1 of the display images' pixel differences, which punishes blur and added texture as FLIP's edge and
-    point features do (a plain L1 is lowest for a blurred guess where the answer is uncertain)."""
+    point features do (a plain L1 is lowest for a blurred guess where the answer is uncertain); ``flip`` is the
+    mean LDR-FLIP the reports print (:mod:`reframe_core.evaluation.flip_torch`) plus the log1p L1, which keeps
+    the linear colour right where the tonemap flattens it (the output is fed back as the next frame's history).
+    ``out`` and ``target`` are (..., 3, H, W)."""
+    if kind == "flip":
+        from reframe_core.evaluation.flip_torch import flip_mean
+
+        shape = (-1, 3) + tuple(out.shape[-2:])
+        flip = flip_mean(tonemap_torch(target).reshape(shape), tonemap_torch(out).reshape(shape), eps=1e-6)
+        return flip + F.l1_loss(torch.log1p(out), torch.log1p(target))
     if kind in ("tonemap", "tonemap-grad"):
         a, b = tonemap_torch(out), tonemap_torch(target)
         loss = F.l1_loss(a, b)

@@ -111,8 +111,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="FE: warp and predict shading (colour / albedo, re-multiplied by the current albedo) or plain colour")
     train.add_argument("--fe-residual", choices=["full", "holes"],
                        help="FE: add the network's residual everywhere, or only where the history is invalid (disoccluded, entering the frame)")
-    train.add_argument("--loss", choices=["log1p", "tonemap", "tonemap-grad"], default="log1p",
-                       help="L1 of log(1 + colour); L1 after the display tonemap FLIP is computed in; the same plus L1 of its pixel differences")
+    train.add_argument("--loss", choices=["log1p", "tonemap", "tonemap-grad", "flip"], default="log1p",
+                       help="L1 of log(1 + colour); L1 after the display tonemap FLIP is computed in; the same plus L1 of "
+                            "its pixel differences; the reports' FLIP itself (differentiable) plus the log1p L1")
     train.add_argument("--stop-after", type=int, help="run at most this many steps now, then checkpoint and stop")
     train.add_argument("--frames", help="A-B: train on these frames of each dataset only (e.g. the first part of a "
                                         "shot, keeping the rest to evaluate with 'eval --frames')")
