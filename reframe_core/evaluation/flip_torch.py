@@ -105,6 +105,8 @@ def _feature_kernels(ppd: float) -> torch.Tensor:
 
 
 def _filter(image: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Edge-replicated 'same' convolution: one kernel per channel when there are as many kernels as channels (the
+    three CSF filters), else every kernel over the one channel (the four feature filters on luminance)."""
     r = kernels.shape[-1] // 2
     padded = F.pad(image, (r, r, r, r), mode="replicate")
     return F.conv2d(padded, kernels.to(image), groups=image.shape[1] if kernels.shape[0] == image.shape[1] else 1)
