@@ -1,6 +1,7 @@
 """Training (deterministic, resumable), weights files and their errors, and the quality evaluation."""
 import json
 import re
+import shutil
 
 import pytest
 import torch
@@ -139,7 +140,6 @@ def test_eval_scores_against_a_reference_of_the_same_frames(tiny_dataset, tmp_pa
     frames (a higher-sample one in practice). The native render scored against itself is FLIP 0 and leaves every
     other figure as without --reference; against other colours its row is flip(reference, native) frame by frame."""
     import dataclasses
-    import shutil
 
     import numpy as np
 
@@ -304,6 +304,23 @@ def test_history_burn_in_needs_runs_long_enough(tiny_dataset, tmp_path, capsys):
     assert _train(tiny_dataset, tmp_path / "w.pt", 1, "--history-burn-in", "4") == 2  # 4 + 3 frames > the 6 captured
     err = capsys.readouterr().err
     assert "no run of 7 frames" in err and "the longest run has 6" in err and not (tmp_path / "w.pt").exists()
+
+
+def test_a_dataset_too_short_for_the_sequence_is_named_not_dropped(tiny_dataset, tmp_path, capsys):
+    # A copy of the dataset that keeps only frames 3-5: a 3-frame run beside the original's 6-frame one.
+    short = tmp_path / "short"
+    shutil.copytree(tiny_dataset, short)
+    meta = json.loads((short / "metadata.json").read_text())
+    for frames in meta["frames"].values():
+        for frame in [f for f in frames if int(f) > 5]:
+            del frames[frame]
+    (short / "metadata.json").write_text(json.dumps(meta))
+    data = f"{tiny_dataset},{short}"
+    assert _train(data, tmp_path / "w.pt", 1, "--sequence", "4") == 2  # only the original has 4 frames in a row
+    err = capsys.readouterr().err
+    assert "no run of 4 frames" in err and f"{short} (3)" in err and str(tiny_dataset) + " (" not in err
+    assert not (tmp_path / "w.pt").exists()
+    assert _train(data, tmp_path / "w.pt", 1, "--sequence", "3") == 0  # both have 3
 
 
 def test_correction_is_refused_where_the_design_has_none(tiny_dataset, tmp_path, capsys):

@@ -338,7 +338,9 @@ class SupersamplingWorkload(Workload):
         from reframe_core.frames.ranges import parse_frames
 
         scale = config.scale
+        length = config.history_burn_in + config.sequence
         sequences: list[list[_TrainingFrame]] = []
+        too_short = []
         for root in roots:
             data = Dataset.open(root)
             if scale not in data.scales or 1.0 not in data.scales:
@@ -350,7 +352,15 @@ class SupersamplingWorkload(Workload):
                                       upscale_motion(to_tensor(low.motion_prev), high.color.shape[:2])[0], to_tensor(high.color)[0],
                                       surface_depth(low.depth, low.alpha)[0])
 
-            sequences += runs_between_cuts(data, scale, item, frames=parse_frames(config.frames) if config.frames else None)
+            runs = runs_between_cuts(data, scale, item, frames=parse_frames(config.frames) if config.frames else None)
+            if runs and max(len(r) for r in runs) < length:
+                too_short.append(f"{root} ({max(len(r) for r in runs)})")
+            sequences += runs
+        # Training samples only runs of the full length, so a dataset without one would silently drop out of the mix.
+        if too_short and len(too_short) < len(roots):
+            raise SettingsError(f"no run of {length} frames without a camera cut ({config.history_burn_in} burn-in + "
+                                f"{config.sequence} trained) in {', '.join(too_short)}; the longest run of each in "
+                                "brackets: lower --sequence / --history-burn-in, capture more frames, or leave it out of --data")
         return sequences
 
     def training_batch(self, sequences, config, generator) -> dict:
