@@ -104,6 +104,14 @@ def _feature_kernels(ppd: float) -> torch.Tensor:
     return torch.stack((edge, edge.T, point, point.T)).unsqueeze(1).float()
 
 
+@lru_cache(maxsize=1)
+def _largest_colour_error() -> float:
+    """The powered HyAB distance between pure green and pure blue, the largest in the RGB cube: the scale that
+    maps colour errors to [0, 1]; a constant, computed once rather than on every training step."""
+    green, blue = (_hunt_lab(torch.tensor(c, dtype=torch.float64).view(1, 3, 1, 1)) for c in ((0., 1., 0.), (0., 0., 1.)))
+    return float(_hyab(green, blue, 0.0).item() ** QC)
+
+
 def _filter(image: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """Edge-replicated 'same' convolution: one kernel per channel when there are as many kernels as channels (the
     three CSF filters), else every kernel over the one channel (the four feature filters on luminance)."""
@@ -126,8 +134,7 @@ def flip_map(reference: torch.Tensor, test: torch.Tensor, pixels_per_degree: flo
     csf = _csf_kernels(ppd)
     lab = [_hunt_lab(_matmul3(_XYZ2RGB, _ycxcz_to_xyz(_filter(img, csf))).clamp(0, 1)) for img in (ref, tst)]
     power_hyab = (_hyab(lab[0], lab[1], eps) + eps) ** QC
-    green, blue = (_hunt_lab(torch.tensor(c, dtype=torch.float64).view(1, 3, 1, 1)) for c in ((0., 1., 0.), (0., 0., 1.)))
-    cmax = float(_hyab(green, blue, 0.0).item() ** QC)
+    cmax = _largest_colour_error()
     pccmax = PC * cmax
     colour = torch.where(power_hyab < pccmax, (PT / pccmax) * power_hyab,
                          PT + (power_hyab - pccmax) / (cmax - pccmax) * (1 - PT))
