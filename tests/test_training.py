@@ -303,7 +303,7 @@ def test_history_burn_in_ages_the_history_without_training_on_it():
 def test_history_burn_in_needs_runs_long_enough(tiny_dataset, tmp_path, capsys):
     assert _train(tiny_dataset, tmp_path / "w.pt", 1, "--history-burn-in", "4") == 2  # 4 + 3 frames > the 6 captured
     err = capsys.readouterr().err
-    assert "no run of 7 frames" in err and "the longest run has 6" in err and not (tmp_path / "w.pt").exists()
+    assert "no run of 7 frames" in err and f"{tiny_dataset} (6)" in err and not (tmp_path / "w.pt").exists()
 
 
 def test_a_dataset_too_short_for_the_sequence_is_named_not_dropped(tiny_dataset, tmp_path, capsys):

@@ -356,8 +356,9 @@ class SupersamplingWorkload(Workload):
             if runs and max(len(r) for r in runs) < length:
                 too_short.append(f"{root} ({max(len(r) for r in runs)})")
             sequences += runs
-        # Training samples only runs of the full length, so a dataset without one would silently drop out of the mix.
-        if too_short and len(too_short) < len(roots):
+        # Training samples only runs of the full length, so a dataset without one would silently drop out of the mix
+        # (or, when none has one, leave nothing to train on): name each such dataset with its longest run.
+        if too_short:
             raise SettingsError(f"no run of {length} frames without a camera cut ({config.history_burn_in} burn-in + "
                                 f"{config.sequence} trained) in {', '.join(too_short)}; the longest run of each in "
                                 "brackets: lower --sequence / --history-burn-in, capture more frames, or leave it out of --data")
