@@ -1,6 +1,6 @@
 """What pixel interleaving alone can give SS 2x on one frame of a scene: a bound to report beside the network.
 
-    python scripts/interleave_bound.py SCENE FRAME [--resolution 256] [--samples 16] [--json OUT.json]
+    python scripts/interleave_bound.py SCENE FRAME [--resolution 256|640x360] [--samples 16] [--json OUT.json]
 
 Renders the frame natively, then four times at half resolution with the camera shifted by a quarter of a
 low-res pixel in x and y (-1/4 or +1/4 each), so that every low-res sample lands on a display pixel centre.
@@ -44,12 +44,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("scene")
     parser.add_argument("frame", type=int)
-    parser.add_argument("--resolution", type=int, default=256)
+    parser.add_argument("--resolution", default="256", help="display size: N (square) or WxH, both even")
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--json")
     args = parser.parse_args(argv)
-    if args.resolution % 2:
-        parser.error(f"--resolution {args.resolution} must be even (2x2 display pixels per low-res pixel)")
+    try:
+        width, height = (int(v) for v in args.resolution.lower().split("x")) if "x" in args.resolution.lower() \
+            else (int(args.resolution),) * 2
+    except ValueError:
+        parser.error(f"--resolution {args.resolution!r} is not N or WxH (e.g. 256 or 640x360)")
+    if width % 2 or height % 2 or width <= 0 or height <= 0:
+        parser.error(f"--resolution {args.resolution} must have even sides (2x2 display pixels per low-res pixel)")
 
     import numpy as np
     import torch
@@ -65,22 +70,23 @@ def main(argv=None) -> int:
     scene.render.image_settings.color_depth = "32"
     scene.render.film_transparent = False
     scene.frame_set(args.frame)
-    size, low = args.resolution, args.resolution // 2
+    low_w, low_h = width // 2, height // 2
     with tempfile.TemporaryDirectory() as tmp:
-        native = render_color(scene, size, size, (0.0, 0.0), Path(tmp) / "native.exr")
-        half = render_color(scene, low, low, (0.0, 0.0), Path(tmp) / "half.exr")
+        native = render_color(scene, width, height, (0.0, 0.0), Path(tmp) / "native.exr")
+        half = render_color(scene, low_w, low_h, (0.0, 0.0), Path(tmp) / "half.exr")
         interleaved = np.zeros_like(native)
         for by in (0, 1):
             for bx in (0, 1):
                 jx, jy = bx / 2 - 0.25, by / 2 - 0.25  # low-res pixels; our y points down
-                # Camera shift is in units of the larger image side; +y shift moves the view up.
-                shifted = render_color(scene, low, low, (jx / low, -jy / low), Path(tmp) / f"q{bx}{by}.exr")
+                # Camera shift is in units of the larger image side (both axes); +y shift moves the view up.
+                side = max(low_w, low_h)
+                shifted = render_color(scene, low_w, low_h, (jx / side, -jy / side), Path(tmp) / f"q{bx}{by}.exr")
                 interleaved[by::2, bx::2] = shifted
-    bicubic = to_image(bicubic_upscale(to_tensor(half), (size, size), torch.zeros(1, 2)))
-    result = {"scene": args.scene, "frame": args.frame, "resolution": size, "samples": args.samples,
+    bicubic = to_image(bicubic_upscale(to_tensor(half), (height, width), torch.zeros(1, 2)))
+    result = {"scene": args.scene, "frame": args.frame, "resolution": f"{width}x{height}", "samples": args.samples,
               "flip_bicubic": float(flip(native, bicubic).mean), "flip_interleaved": float(flip(native, interleaved).mean)}
     result["interleaved_below_bicubic"] = 1 - result["flip_interleaved"] / result["flip_bicubic"]
-    print(f"{args.scene} frame {args.frame} {size}x{size} {args.samples} samples: bicubic {result['flip_bicubic']:.4f}, "
+    print(f"{args.scene} frame {args.frame} {width}x{height} {args.samples} samples: bicubic {result['flip_bicubic']:.4f}, "
           f"4 frames interleaved {result['flip_interleaved']:.4f} ({result['interleaved_below_bicubic']:.1%} below bicubic)")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
