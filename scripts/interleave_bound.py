@@ -71,6 +71,7 @@ def main(argv=None) -> int:
     scene.render.film_transparent = False
     scene.frame_set(args.frame)
     low_w, low_h = width // 2, height // 2
+    side = max(low_w, low_h)  # Blender's camera shift is in units of the larger image side, on both axes
     with tempfile.TemporaryDirectory() as tmp:
         native = render_color(scene, width, height, (0.0, 0.0), Path(tmp) / "native.exr")
         half = render_color(scene, low_w, low_h, (0.0, 0.0), Path(tmp) / "half.exr")
@@ -78,8 +79,7 @@ def main(argv=None) -> int:
         for by in (0, 1):
             for bx in (0, 1):
                 jx, jy = bx / 2 - 0.25, by / 2 - 0.25  # low-res pixels; our y points down
-                # Camera shift is in units of the larger image side (both axes); +y shift moves the view up.
-                side = max(low_w, low_h)
+                # +y shift moves the view up.
                 shifted = render_color(scene, low_w, low_h, (jx / side, -jy / side), Path(tmp) / f"q{bx}{by}.exr")
                 interleaved[by::2, bx::2] = shifted
     bicubic = to_image(bicubic_upscale(to_tensor(half), (height, width), torch.zeros(1, 2)))
