@@ -353,8 +353,9 @@ class SupersamplingWorkload(Workload):
                                       surface_depth(low.depth, low.alpha)[0])
 
             runs = runs_between_cuts(data, scale, item, frames=parse_frames(config.frames) if config.frames else None)
-            if runs and max(len(r) for r in runs) < length:
-                too_short.append(f"{root} ({max(len(r) for r in runs)})")
+            longest = max((len(r) for r in runs), default=0)
+            if runs and longest < length:
+                too_short.append(f"{root} ({longest})")
             sequences += runs
         # Training samples only runs of the full length, so a dataset without one would silently drop out of the mix
         # (or, when none has one, leave nothing to train on): name each such dataset with its longest run.
