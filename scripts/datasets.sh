@@ -12,6 +12,9 @@
 #   training360  the two 640x360 training sets of ss_x2.pt (out/data360t/)
 #   scales       the 1.5x and 3x inputs beside the 256x256 sets (ss_x1.5.pt, ss_x3.pt) and the held-out sets at
 #                both sizes
+#   cheap        FE's cheap pass (dataset --cheap, at each set's own samples) of the held-out sets at both sizes
+#                (out/cheap/, out/cheap360/: what `eval --workload fe --cheap-data` reads) and of the nine training
+#                sets (fe_extranet.pt relights with it)
 #
 # Each `reframe-blender dataset` call is resumable: frames already on disk are kept, so an interrupted run picks up
 # where it stopped, and a finished group costs nothing to run again. EEVEE on this project's 2-core CPU takes about
@@ -69,7 +72,22 @@ scales() {
     held_out_360 1.5,3
 }
 
-ALL=(heldout heldout360 training training360 scales)
+cheap() {  # the frames and samples of heldout, heldout360 and training, one scale, the cheap pass
+    ds slow_pan 1-16 16 "$OUT/cheap/slow_pan" --scales 1 --resolution 256 --cheap
+    ds emissive_transparent 1-16 8 "$OUT/cheap/emissive_transparent" --scales 1 --resolution 256 --cheap
+    ds furnished_room 1-12 16 "$OUT/cheap/furnished_room" --scales 1 --resolution 256 --cheap
+    for scene in slow_pan emissive_transparent furnished_room; do
+        ds "$scene" 1-12 8 "$OUT/cheap360/$scene" --scales 1 --resolution 640x360 --cheap
+    done
+    ds fast_orbit 1-32 8 "$OUT/cheap/fast_orbit" --scales 1 --resolution 256 --cheap
+    ds camera_cut 17-32 8 "$OUT/cheap/camera_cut" --scales 1 --resolution 256 --cheap
+    for scene in handheld dolly_interior static_objects thin_detail sunlit_kitchen bedroom_study; do
+        ds "$scene" 1-16 8 "$OUT/cheap/$scene" --scales 1 --resolution 256 --cheap
+    done
+    ds night_market 1-24 8 "$OUT/cheap/night_market" --scales 1 --resolution 256 --cheap
+}
+
+ALL=(heldout heldout360 training training360 scales cheap)
 groups=("$@")
 [ ${#groups[@]} -gt 0 ] || groups=("${ALL[@]}")
 for group in "${groups[@]}"; do  # every name checked before anything renders

@@ -27,7 +27,7 @@ def test_every_command_is_a_valid_dataset_call_on_a_known_scene():
 
     parser = build_parser()
     commands = _commands()
-    assert commands == _commands("heldout", "heldout360", "training", "training360", "scales")  # all, in order
+    assert commands == _commands("heldout", "heldout360", "training", "training360", "scales", "cheap")  # all, in order
     outs = set()
     for argv in commands:
         args = parser.parse_args(argv)
@@ -53,4 +53,17 @@ def test_an_unknown_group_is_refused_before_anything_runs():
     done = subprocess.run(["bash", str(SCRIPT), "heldout", "everything"], env={**os.environ, "RF": "false"},
                           capture_output=True, text=True)
     assert done.returncode == 2 and done.stdout == ""
-    assert "unknown group 'everything': one of heldout, heldout360, training, training360, scales" in done.stderr
+    assert "unknown group 'everything': one of heldout, heldout360, training, training360, scales, cheap" in done.stderr
+
+
+def test_each_cheap_pass_matches_its_full_sets_frames_and_samples():
+    """FE multiplies by the cheap pass and relights with it: rendered with fewer samples than its full set it is
+    aliased (the FE model card), and frames it lacks stop eval and train."""
+    parser = build_parser()
+    full = {}
+    for argv in _commands("heldout", "heldout360", "training"):
+        args = parser.parse_args(argv)
+        full[(args.scene, args.resolution)] = (args.frames, args.samples)
+    cheap = [parser.parse_args(argv) for argv in _commands("cheap")]
+    assert cheap and all(args.cheap and args.scales == "1" for args in cheap)
+    assert {(args.scene, args.resolution): (args.frames, args.samples) for args in cheap} == full
