@@ -3,7 +3,8 @@ would write it. One loop for every front end: the ``render`` command, ``blender 
 render_in_blender`), farm chunks and the add-on's operators.
 
 Per frame: the session says what to render (:meth:`~reframe_core.runtime.session.Session.next_render`: SS the
-low-res jittered frame, FE a full render every k-th frame and the cheap G-buffer pass between); the frame is
+low-res jittered frame, FE a full render every k-th frame, with its cheap G-buffer pass for the relighting network,
+and the cheap pass alone between); the frame is
 rendered and captured (:mod:`blender_addon.capture`, temporary EXR in RAM), stepped through the session, and
 written at the scene's output size through Blender's colour management (:mod:`blender_addon.frame_output`).
 ``native`` renders with the scene's own settings and writes the Render Result, for comparison.
@@ -24,7 +25,7 @@ import json
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import bpy
@@ -550,6 +551,14 @@ def _network_frame(scene, frame, session, scratch, previous, width, height, key,
     with capture_settings(scene, settings):
         buffers, timings = render_buffers(scene, frame, settings, scratch,
                                           previous.camera if previous is not None else None)
+    if request.cheap_too:  # a relighting FE network also takes this full frame's cheap pass
+        cheap = replace(settings, jitter=False, fast=True)
+        with capture_settings(scene, cheap):
+            cheap_buffers, cheap_timings = render_buffers(scene, frame, cheap, scratch,
+                                                          previous.camera if previous is not None else None)
+        buffers = replace(buffers, cheap_color=cheap_buffers.color)
+        timings = replace(timings, render_s=timings.render_s + cheap_timings.render_s,
+                          save_s=timings.save_s + cheap_timings.save_s, read_s=timings.read_s + cheap_timings.read_s)
     hints = buffers.hints(previous)
     result = session.step(buffers, hints)
     if on_frame is not None:

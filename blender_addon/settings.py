@@ -83,8 +83,8 @@ class ReframeSceneSettings(bpy.types.PropertyGroup):
                           description="render this scene through ReFrame's network (Render > Render Animation (ReFrame))")
     mode: EnumProperty(name="Workload", default="ss", items=[
         ("ss", "Supersampling", "EEVEE renders at a lower resolution; the network brings it to the output size", 0),
-        ("fe", "Frame extrapolation", "every k-th frame rendered in full, the frames between predicted from a cheap "
-                                      "G-buffer pass", 1)])
+        ("fe", "Frame extrapolation", "every k-th frame rendered in full and as a cheap G-buffer pass, the frames "
+                                      "between predicted from their own cheap pass", 1)])
     scale: EnumProperty(name="Quality", items=_scale_items, default=SCALES.index(2.0),
                         description="supersampling factor per axis: higher is faster, lower looks closer to native")
     k: IntProperty(name="Full frame every", default=2, min=2, max=8,

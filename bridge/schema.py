@@ -14,7 +14,7 @@ from msgspec import Meta, Struct
 from bridge.segments import Slot
 from reframe_core.frames.buffers import FrameBuffers
 
-ARRAY_NAMES = (*FrameBuffers.CHANNELS, "jitter")
+ARRAY_NAMES = (*FrameBuffers.CHANNELS, *FrameBuffers.OPTIONAL, "jitter")
 MAX_SIDE = 8192  # pixels per image side (8K): a larger display would take the server's memory for minutes
 MAX_SEGMENT = 4 << 30  # bytes of one input segment (a 16k frame's buffers fit)
 

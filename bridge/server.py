@@ -308,13 +308,15 @@ class Server:
         connection.sessions[session_id] = _Served(session, output)
         fallback = session.fallback_request()
         return {"session": session_id, "output": output.name, "output_size": output.size,
-                "fallback_request": {"scale": fallback.scale, "jitter": fallback.jitter, "cheap": fallback.cheap},
+                "fallback_request": {"scale": fallback.scale, "jitter": fallback.jitter, "cheap": fallback.cheap,
+                                     "cheap_too": fallback.cheap_too},
                 "placement": {"device": str(session.placement.device), "precision": session.settings.precision}}
 
     def _on_nextrender(self, connection: _Connection, request: schema.NextRender) -> dict:
         served = self._served(connection, request.session)
         request_ = served.session.next_render(_hints(request.hints))
-        return {"request": {"scale": request_.scale, "jitter": request_.jitter, "cheap": request_.cheap}}
+        return {"request": {"scale": request_.scale, "jitter": request_.jitter, "cheap": request_.cheap,
+                            "cheap_too": request_.cheap_too}}
 
     def _on_buffers(self, connection: _Connection, request: schema.Buffers) -> dict:
         served = self._served(connection, request.session)
@@ -435,7 +437,7 @@ def _read_slots(segment, slots: list[segments.Slot]) -> dict[str, np.ndarray]:
             raise FrameError(f"{slot.name} {slot.shape} at byte {slot.offset} ends at {slot.offset + slot.nbytes}, "
                              f"past the end of the input segment ({segment.size} bytes)")
         arrays[slot.name] = np.array(segments.view(segment, slot))
-    missing = set(schema.ARRAY_NAMES) - {"jitter"} - seen
+    missing = set(FrameBuffers.CHANNELS) - seen
     if missing:
         raise FrameError(f"the frame lacks {', '.join(sorted(missing))}")
     return arrays

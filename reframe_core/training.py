@@ -49,7 +49,9 @@ class TrainConfig:
     resolve_kernel: int = 1  # SS v3: kernel of the first display-resolution layer (1 or 3)
     correction: str = "range"  # SS v2/v3 resolve (networks.supersampling): "free", "range" (shipped) or "bounded"
     fe_inputs: str = "shading"  # FE colour space (networks.extranet: "shading" or "color")
-    fe_residual: str = "holes"  # FE: where the head's residual applies (networks.extranet: "full" or "holes")
+    fe_residual: str = "holes"  # FE: where the head's residual applies (networks.extranet: "full", "holes" or "relight")
+    # FE relight: the cheap-pass dataset (dataset --cheap) of each --data folder, same frames, in the same order
+    cheap_data: list[str] = field(default_factory=list)
     checkpoint_every: int = 100
     stop_after: int | None = None  # steps to run in this invocation (then checkpoint and stop); None: all
     held_out: list[str] = field(default_factory=list)  # recorded in the model card

@@ -65,6 +65,18 @@ def tiny_dataset(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_cheap(tiny_dataset, tmp_path_factory):
+    """FE's cheap pass of the same six frames (dataset --cheap), at the tiny set's own 1 sample: what a relighting
+    FE network's eval takes as --cheap-data."""
+    from reframe_core.cli import main
+
+    out = tmp_path_factory.mktemp("tiny_cheap") / "slow_pan"
+    assert main(["dataset", "--scene", "slow_pan", "--frames", "3-8", "--scales", "1", "--resolution", "48",
+                 "--samples", "1", "--cheap", "--quiet", "--out", str(out)]) == 0
+    return out
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A real, nearly full disk: a 64 KiB tmpfs (mounting needs root, as CI and the dev machines run)."""

@@ -291,3 +291,41 @@ def test_flops_removed_per_hit_matches_a_hand_count():
     for _ in range(6):
         cached(torch.rand(1, 3, 16, 16))
     assert cached.stats.flops_removed == pytest.approx(4 / 6 * 9 / 11)
+
+
+def test_fe_bench_gives_a_relighting_network_what_blender_renders(tiny_dataset, tiny_cheap):
+    """With the scenes' cheap passes (bench --cheap-root) an extrapolated frame is its cheap pass and a rendered one
+    carries its colour, as in Blender; without them the relighting network shows its ablation."""
+    from dataclasses import replace
+
+    from reframe_core.frames.dataset import Dataset
+    from reframe_core.networks.extranet import head_at_zero
+    from reframe_core.workloads.extrapolation import Extrapolator
+
+    fe = get_workload("fe")
+    model, _ = fe.load(None, 1.0)
+
+    def uncached_images(seq):
+        seen = {}
+        bench.measure_sequence(fe, seq, model, ["every:2"], warmup=1, worst=0,
+                               on_images=lambda frame, images: seen.__setitem__(frame, images["uncached"]))
+        return seen
+
+    relit = uncached_images(bench.dataset_sequence(tiny_dataset, fe, 1.0, cheap_root=tiny_cheap))
+    bare = uncached_images(bench.dataset_sequence(tiny_dataset, fe, 1.0))
+    # Independent expectations: the extrapolator stepped by hand on what Blender renders, and the ablation.
+    data, cheap = Dataset.open(tiny_dataset), Dataset.open(tiny_cheap)
+    for net, as_blender, got in ((model, True, relit), (head_at_zero(model), False, bare)):
+        runner, previous = Extrapolator(net, 2), None
+        for index, number in enumerate(data.frames(1.0)):
+            full = data.load(number)
+            hints = full.hints(previous)
+            given = full
+            if as_blender:
+                given = replace(full, cheap_color=cheap.load(number).color) if index % 2 == 0 else cheap.load(number)
+            shown = runner.step(given, hints)
+            if shown.network_ran:
+                np.testing.assert_array_equal(got[number], shown.image)
+            previous = full
+    assert sorted(relit) == sorted(bare) == [4, 6, 8]
+    assert not np.array_equal(relit[4], bare[4])

@@ -2,6 +2,7 @@
 session in process, on real captured EEVEE buffers (``tiny_dataset``); failures (server killed or hung, client
 killed, start failures), shared memory ownership, security (modes, peer uid, another user), the torch-free client.
 The fuzzing of the server with hostile messages is in ``test_bridge_fuzz.py``."""
+from dataclasses import replace
 import os
 import shutil
 import signal
@@ -101,9 +102,12 @@ def _same(a, b):
 @pytest.mark.parametrize("workload,scale,options", [("ss", 2.0, {"policy": "every:2"}),
                                                     ("ss", 2.0, {"policy": "every:4/every:2"}),  # graded refresh
                                                     ("fe", 1.0, {"policy": "every:100", "k": 2})])
-def test_real_captured_buffers_give_identical_outputs_through_both_transports(tiny_dataset, server, workload,
-                                                                            scale, options):
+def test_real_captured_buffers_give_identical_outputs_through_both_transports(tiny_dataset, tiny_cheap, server,
+                                                                            workload, scale, options):
     frames = _frames(tiny_dataset, scale)
+    if workload == "fe":  # as Blender renders them: full frames with their cheap pass (relighting), cheap frames
+        cheap = _frames(tiny_cheap, scale)
+        frames = [replace(f, cheap_color=c.color) if i % 2 == 0 else c for i, (f, c) in enumerate(zip(frames, cheap))]
     hints = _hints(frames)
     size = Dataset.open(tiny_dataset).load(3).color.shape[:2]
     local = connect("inprocess").open_session(workload, display_size=size, **options)
@@ -115,6 +119,8 @@ def test_real_captured_buffers_give_identical_outputs_through_both_transports(ti
             shown = remote.step(f, h)
             _same(local.step(f, h), shown)
             reasons.append(shown.reason)
+        if workload == "fe":  # the full frames' cheap pass crossed the bridge: every extrapolated frame was relit
+            assert reasons[1::2] and not any("not relit" in r for r in reasons)
         if "/" in options["policy"]:  # the graded spec reached the runtime's cache as one: partial refreshes ran
             assert any(r.startswith("partial: every:2") for r in reasons), reasons
         stats = remote.stats()

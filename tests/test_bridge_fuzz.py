@@ -204,6 +204,8 @@ def clean_frame(size=FRAME_SIZE, seed: int = 0) -> dict[str, np.ndarray]:
             "normal": rng.random((h, w, 3), np.float32), "albedo": rng.random((h, w, 3), np.float32),
             "motion_prev": rng.normal(0, 0.5, (h, w, 2)).astype(np.float32),
             "motion_next": rng.normal(0, 0.5, (h, w, 2)).astype(np.float32),
+            # optional (FE's relighting reads it on rendered frames): checked like the others where it comes
+            "cheap_color": rng.random((h, w, 3), np.float32),
             "jitter": rng.uniform(-0.5, 0.5, 2).astype(np.float32)}
 
 
@@ -862,7 +864,7 @@ def hostile_step(draw, session: RealSession) -> tuple[dict, str, list]:
         layout[j]["name"] = slot["name"]
         return session.step_message(layout), "input", [f"{slot['name']} appears twice"]
     if how == "missing":
-        required = [k for k, s in enumerate(layout) if s["name"] != "jitter"]
+        required = [k for k, s in enumerate(layout) if s["name"] not in ("jitter", *FrameBuffers.OPTIONAL)]
         drop = draw(st.sets(st.sampled_from(required), min_size=1, max_size=len(required) - 1))
         names = sorted(layout[k]["name"] for k in drop)
         layout = [s for k, s in enumerate(layout) if k not in drop]

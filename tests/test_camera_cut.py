@@ -7,7 +7,7 @@ pytest.importorskip("bpy")
 
 from reframe_core import cache_model  # noqa: E402
 from reframe_core.frames.dataset import Dataset  # noqa: E402
-from reframe_core.workloads.extrapolation import Extrapolator, fe_inputs  # noqa: E402
+from reframe_core.workloads.extrapolation import NOT_RELIT, Extrapolator, fe_inputs  # noqa: E402
 from reframe_core.workloads.supersampling import Supersampler, ss_inputs  # noqa: E402
 from reframe_core.weights import load_network, shipped  # noqa: E402
 
@@ -44,11 +44,12 @@ def test_the_dataset_marks_the_cut(cut_dataset):
 def test_fe_cut_on_a_rendered_frame_refreshes_the_next_extrapolated_one(cut_dataset):
     net, _ = load_network(shipped("fe_extranet"), expected_arch="extranet")
     frames = [cut_dataset.load(f) for f in FRAMES]
-    example = fe_inputs(*_example_history(frames[0]))
+    example = fe_inputs(*_example_history(frames[0], net.n_channels))
     cached = cache_model(net, example, cut="auto", policy="every:100")  # never refreshes by itself
     extrapolator = Extrapolator(cached, k=2)
     shown = _run(lambda f, h: extrapolator.step(f, h), frames)
-    # 22 rendered, 23 extrapolated (first call: refresh), 24 rendered, 25 cut (rendered), 26 extrapolated.
+    # 22 rendered, 23 extrapolated (first call: refresh), 24 rendered, 25 cut (rendered), 26 extrapolated. The set
+    # has no cheap pass, so the shipped (relighting) network shows demodulated reprojection and says so.
     assert [not shown[f].network_ran for f in FRAMES] == [True, False, True, True, False, True, False]
     decisions = cached.decisions
     assert len(decisions) == 3  # frames 23, 26, 28
@@ -57,7 +58,7 @@ def test_fe_cut_on_a_rendered_frame_refreshes_the_next_extrapolated_one(cut_data
     # Independent expectation: an uncached extrapolator that starts at the cut shows the same frame 26.
     fresh = Extrapolator(net, k=2)
     fresh_shown = _run(lambda f, h: fresh.step(f, h), frames[3:5])
-    assert (shown[26].refreshed, shown[26].reason) == (True, "camera cut")
+    assert (shown[26].refreshed, shown[26].reason) == (True, "camera cut" + NOT_RELIT)
     np.testing.assert_array_equal(shown[26].image, fresh_shown[26].image)
 
 
@@ -75,11 +76,16 @@ def test_ss_cut_refreshes_the_cache_and_drops_the_history(cut_dataset):
     np.testing.assert_array_equal(shown[25].image, fresh.step(low[3], low[3].hints(None)).image)
 
 
-def _example_history(frame):
-    """Inputs of an extrapolated frame built from one frame alone (shapes for tracing the cut)."""
-    from reframe_core.workloads.extrapolation import feature_tensor
+def _example_history(frame, channels):
+    """Inputs of an extrapolated frame built from one frame alone (shapes for tracing the cut), for a network of
+    ``channels`` inputs (a relighting one takes the effects and the relit frame too)."""
+    import torch
+
+    from reframe_core.workloads.extrapolation import N_CHANNELS, feature_tensor
     from reframe_core.frames.warp import to_tensor
 
     color = to_tensor(frame.color)
     mask = color[:, :1] * 0 + 1
-    return [color] * 3, [mask] * 3, to_tensor(frame.motion_prev), None, feature_tensor(frame)
+    feature = feature_tensor(frame)
+    feature = torch.cat([feature, color.new_zeros(1, channels - N_CHANNELS, *color.shape[-2:])], 1)
+    return [color] * 3, [mask] * 3, to_tensor(frame.motion_prev), None, feature

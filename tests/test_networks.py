@@ -352,6 +352,44 @@ def test_holes_residual_changes_only_pixels_whose_history_is_invalid():
         get_network("extranet").build(residual="some")
 
 
+def test_relight_residual_picks_between_the_warped_history_and_the_relit_frame_and_never_beyond():
+    torch.manual_seed(0)
+    net = get_network("extranet").build(n_channels=25, inputs="shading", residual="relight").eval()
+    x, feature, mask, his = get_network("extranet").example_inputs(32, 32, channels=25)
+    history, relit = x[:, :3], feature[:, -3:]
+    with torch.no_grad():
+        torch.nn.init.zeros_(net.outc.weight)
+        torch.nn.init.zeros_(net.outc.bias)
+        assert torch.equal(net(x, feature, mask, his), history)  # head at zero: the warped history alone
+        net.outc.bias.fill_(5.0)  # a weight past 1 is clamped: exactly the relit frame
+        torch.testing.assert_close(net(x, feature, mask, his), relit)
+        net.outc.bias.copy_(torch.tensor([0.1, 0.3, 0.5]))  # the channels' mean, 0.3, for every channel alike
+        torch.testing.assert_close(net(x, feature, mask, his), history + 0.3 * (relit - history))
+        torch.nn.init.normal_(net.outc.weight, std=3.0)  # any head: each pixel lies between the two predictions
+        out = net(x, feature, mask, his)
+    low, high = torch.minimum(history, relit), torch.maximum(history, relit)
+    assert ((out >= low - 1e-6) & (out <= high + 1e-6)).all()
+    assert not torch.equal(out, history) and not torch.allclose(out, relit)
+
+
+def test_relighting_puts_a_frames_effects_back_on_its_own_cheap_pass():
+    from reframe_core.workloads.extrapolation import effects_ratio, gated_relight, relight
+
+    torch.manual_seed(0)
+    cheap = torch.rand(1, 3, 16, 16) * 3
+    shadow = torch.rand(1, 3, 16, 16)  # what the effects the cheap pass leaves out do to each pixel
+    color = cheap * shadow
+    color[..., :4, :] = 0  # a black region of both passes stays black
+    cheap[..., :4, :] = 0
+    torch.testing.assert_close(relight(effects_ratio(color, cheap), cheap), color, rtol=1e-5, atol=1e-5)
+    brighter = cheap * 2  # this frame's cheap pass twice as bright (a light turned up): so is the relit frame
+    torch.testing.assert_close(relight(effects_ratio(color, cheap), brighter), color * 2, rtol=1e-3, atol=3e-3)
+    effects = torch.zeros(1, 3, 16, 16)
+    effects[..., 8:, :] = 2.0  # the effects change these pixels by e^2: too much to trust the ratio there
+    gated = gated_relight(effects, torch.full_like(cheap, 1.0), torch.full_like(cheap, 7.0))
+    assert (gated[..., :8, :] == 1).all() and (gated[..., 8:, :] == 7).all()
+
+
 def _image(h=32, w=40):
     y, x = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
     return torch.stack([torch.sin(x / 3), torch.cos(y / 4), (x + y) / (h + w)])[None]

@@ -82,7 +82,9 @@ def test_each_mode_writes_six_frames_of_the_scenes_size_and_format_and_a_report(
         assert report["totals"]["hit_rate"] == pytest.approx(hits / 6) and report["session"]["hits"] == hits
     elif mode == "fe":  # k=2: frames 1, 3, 5 rendered in full and shown as rendered; 2, 4, 6 extrapolated
         assert [f["decision"] == "rendered" for f in frames] == [True, False] * 3
-        assert [f["rendered"] for f in frames[:2]] == ["full render", "cheap G-buffer pass"]
+        # The shipped FE relights: each full frame is rendered again as the cheap pass, which reaches the network.
+        assert [f["rendered"] for f in frames[:2]] == ["full render and cheap pass", "cheap G-buffer pass"]
+        assert all(f["reason"] and "not relit" not in f["reason"] for f in frames[1::2])
         assert all(f["network_ms"] > 0 for f in frames[1::2]) and all(f["network_ms"] is None for f in frames[::2])
     else:
         assert all(f["decision"] == "native" and f["network_ms"] is None for f in frames)

@@ -135,7 +135,7 @@ def test_fe_training_writes_extranet_weights_and_eval_runs(tiny_dataset, tmp_pat
     assert same["network"] == same["head_at_zero"] and same["flip_reduction_vs_head_at_zero"] == 0
 
 
-def test_eval_scores_against_a_reference_of_the_same_frames(tiny_dataset, tmp_path, capsys):
+def test_eval_scores_against_a_reference_of_the_same_frames(tiny_dataset, tiny_cheap, tmp_path, capsys):
     """eval --reference: every output, and the native render itself, scored against another render of the same
     frames (a higher-sample one in practice). The native render scored against itself is FLIP 0 and leaves every
     other figure as without --reference; against other colours its row is flip(reference, native) frame by frame."""
@@ -149,7 +149,8 @@ def test_eval_scores_against_a_reference_of_the_same_frames(tiny_dataset, tmp_pa
 
     def run(workload, *extra):
         out = tmp_path / f"{workload}{len(list(tmp_path.iterdir()))}.json"
-        assert main(["eval", "--workload", workload, "--data", str(tiny_dataset), "--json", str(out), *extra]) == 0
+        cheap = ["--cheap-data", str(tiny_cheap)] if workload == "fe" else []  # the shipped FE relights with it
+        assert main(["eval", "--workload", workload, "--data", str(tiny_dataset), "--json", str(out), *cheap, *extra]) == 0
         return json.loads(out.read_text())["reports"][0]
 
     brighter = tmp_path / "brighter"  # the same frames and cameras, other colours
@@ -160,7 +161,8 @@ def test_eval_scores_against_a_reference_of_the_same_frames(tiny_dataset, tmp_pa
         write_buffers_exr(brighter / f"scale_1/frame_{frame:04d}.exr", dataclasses.replace(buffers, color=buffers.color * 1.3))
     native = Dataset.open(tiny_dataset)
     for workload, scored, rows in (("ss", [3, 4, 5, 6, 7, 8], ("network", "bicubic", "temporal")),
-                                   ("fe", [4, 6, 8], ("network", "head_at_zero", "reprojection", "fill"))):
+                                   ("fe", [4, 6, 8], ("network", "head_at_zero", "reprojection", "fill", "relight",
+                                                      "gated_relight"))):
         plain, itself = run(workload), run(workload, "--reference", str(tiny_dataset))
         assert itself["native"]["flip_mean"] == 0 and itself["reference"] == str(tiny_dataset)
         for name in rows:
@@ -188,10 +190,8 @@ def test_eval_scores_against_a_reference_of_the_same_frames(tiny_dataset, tmp_pa
     assert "--reference names 1 datasets for 2 in --data" in capsys.readouterr().err
 
 
-def test_fe_eval_takes_extrapolated_frames_from_the_cheap_pass(tiny_dataset, tmp_path):
-    cheap = tmp_path / "cheap"
-    assert main(["dataset", "--scene", "slow_pan", "--frames", "3-8", "--scales", "1", "--resolution", "48",
-                 "--samples", "1", "--cheap", "--quiet", "--out", str(cheap)]) == 0
+def test_fe_eval_takes_extrapolated_frames_from_the_cheap_pass(tiny_dataset, tiny_cheap, tmp_path):
+    cheap = tiny_cheap
     assert json.loads((cheap / "metadata.json").read_text())["settings"]["cheap"] is True
     report_path = tmp_path / "fe.json"
     assert main(["eval", "--workload", "fe", "--data", str(tiny_dataset), "--cheap-data", str(cheap),
@@ -207,6 +207,58 @@ def test_fe_eval_takes_extrapolated_frames_from_the_cheap_pass(tiny_dataset, tmp
 
     with pytest.raises(ValueError, match="lacks frames 6..8"):
         evaluate_fe(load_network(shipped("fe_extranet"), "extranet")[0], str(tiny_dataset), 2, str(partial))
+
+
+def test_relighting_fe_trains_on_cheap_passes_and_its_ablation_and_peers_are_scored(tiny_dataset, tiny_cheap, tmp_path,
+                                                                                    capsys):
+    from dataclasses import replace
+
+    from reframe_core.frames.dataset import Dataset
+    from reframe_core.networks.extranet import head_at_zero
+    from reframe_core.workloads.extrapolation import NOT_RELIT, Extrapolator, evaluate_extrapolation
+
+    cheap = tiny_cheap
+    weights = tmp_path / "relight.pt"
+    common = ["train", "--workload", "fe", "--fe-residual", "relight", "--data", str(tiny_dataset), "--out", str(weights),
+              "--steps", "2", "--batch", "2", "--crop", "32", "--quiet"]
+    assert main(common) == 2  # no cheap pass given: nothing to relight with
+    assert "needs the cheap pass of every --data folder: 1 --data, 0 --cheap-data" in capsys.readouterr().err
+    assert main(common + ["--cheap-data", f"{cheap},{cheap}"]) == 2
+    assert "1 --data, 2 --cheap-data" in capsys.readouterr().err
+    assert not weights.exists()
+    assert main(common + ["--cheap-data", str(cheap)]) == 0
+    model, payload = load_network(weights, "extranet")
+    assert payload["config"] == {"n_channels": 25, "inputs": "shading", "residual": "relight"}
+    assert payload["card"]["cheap_data"] == [str(cheap)]
+    # Its eval needs the cheap passes too, and says so; with them it scores the two relighting peers.
+    assert main(["eval", "--workload", "fe", "--data", str(tiny_dataset), "--weights", str(weights)]) == 2
+    assert "relights with the cheap pass's colour" in capsys.readouterr().err
+    report = evaluate_extrapolation(model, str(tiny_dataset), 2, str(cheap))
+    assert 0 < report["relight"]["flip_mean"] < 1 and 0 < report["gated_relight"]["flip_mean"] < 1
+    assert report["flip_reduction_vs_gated_relight"] == 1 - report["network"]["flip_mean"] / report["gated_relight"]["flip_mean"]
+    same = evaluate_extrapolation(head_at_zero(model), str(tiny_dataset), 2, str(cheap))
+    assert same["network"] == same["head_at_zero"]  # at zero it is demodulated reprojection, the usual ablation
+    # A rendered frame that came without its cheap pass (a frame source that cannot render it): the next frame
+    # is not relit but shows the ablation, demodulated reprojection, and its reason says why.
+    import copy
+
+    import numpy as np
+
+    relit_everywhere = copy.deepcopy(model)  # the head's choice at its maximum: the relit frame at every pixel
+    with torch.no_grad():
+        relit_everywhere.outc.weight.zero_()
+        relit_everywhere.outc.bias.fill_(5.0)
+    data = Dataset.open(tiny_dataset)
+    first, second = data.load(3, 1.0), Dataset.open(cheap).load(4, 1.0)
+    runs = {}
+    for name, net, given in (("bare", relit_everywhere, first), ("ablation", head_at_zero(model), first),
+                             ("relit", relit_everywhere, replace(first, cheap_color=Dataset.open(cheap).load(3, 1.0).color))):
+        runner = Extrapolator(net, 2)
+        runner.step(given, first.hints(None))
+        runs[name] = runner.step(second, second.hints(first))
+    assert np.array_equal(runs["bare"].image, runs["ablation"].image)
+    assert runs["bare"].reason == "uncached" + NOT_RELIT and runs["relit"].reason == "uncached"
+    assert not np.array_equal(runs["relit"].image, runs["ablation"].image)
 
 
 def test_tonemap_loss_matches_the_metric_tonemap_and_has_finite_gradients():

@@ -28,6 +28,7 @@ def _calibrate(args) -> int:
     from reframe_core.evaluation import bench
     from reframe_core.evaluation.calibration import Calibration, candidate_settings, choose, write_calibration
     from reframe_core.frames.ranges import parse_frames
+    from reframe_core.workloads.extrapolation import relights
     from reframe_core.runtime.placement import Placement
     from reframe_core.workloads import get_workload
 
@@ -44,10 +45,14 @@ def _calibrate(args) -> int:
     stem = Path(args.scene).stem if args.scene.endswith(".blend") else args.scene
     root = Path(args.data) if args.data else Path("out/calibration") / f"{stem}-{args.resolution}"
     _ensure_dataset(args.scene, root, frames, (1.0, scale), args.resolution, args.samples)
-    sequence = bench.dataset_sequence(root, workload, args.scale, list(frames))
     # Measured where and as it will render (render's default precision): hit and refresh costs differ by device.
     placement = Placement(args.device, "mixed")
     model, _ = workload.load(args.weights, args.scale)
+    cheap_root = None
+    if relights(model):  # as render runs it: relit from each rendered frame's cheap pass
+        cheap_root = _ensure_dataset(args.scene, root.with_name(root.name + "-cheap"), frames, (1.0,), args.resolution,
+                                     args.samples, cheap=True)
+    sequence = bench.dataset_sequence(root, workload, args.scale, list(frames), cheap_root=cheap_root)
     model = placement.model(model)
     entries = [spec + (bench.REPROJECT if reproject else "") for spec, reproject in candidate_settings(workload)]
     with tqdm(total=len(sequence.frames), desc=f"calibrate {args.workload}", unit="frame", disable=args.quiet) as bar:
@@ -97,6 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cal.add_argument("--k", type=int, default=2, help="FE: every k-th frame rendered in full (default 2)")
     cal.add_argument("--weights", help="weights file (default: the shipped one)")
     cal.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: the device the renders will use (default cpu)")
-    cal.add_argument("--data", help="dataset folder for the clip (default out/calibration/NAME-RESOLUTION; resumable)")
+    cal.add_argument("--data", help="dataset folder for the clip (default out/calibration/NAME-RESOLUTION; resumable); FE "
+                                    "also renders the clip's cheap pass beside it (DIR-cheap), which the shipped FE relights with")
     cal.add_argument("--quiet", action="store_true")
     cal.set_defaults(run=_calibrate)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 from reframe_core.commands import PRECISION_CHOICES, PRECISION_HELP
@@ -115,8 +116,9 @@ def _bench_capture(args) -> int:
 
 
 def _ensure_dataset(scene: str, root: Path, frames: range | None, scales: tuple[float, ...], resolution: int,
-                    samples: int) -> Path:
-    """The dataset folder for ``scene``, capturing (with Blender) only the frames it lacks."""
+                    samples: int, cheap: bool = False) -> Path:
+    """The dataset folder for ``scene``, capturing (with Blender) only the frames it lacks (``cheap``: FE's cheap
+    pass of them)."""
     from reframe_core.frames.dataset import Dataset
 
     if root.joinpath("metadata.json").exists():
@@ -136,9 +138,10 @@ def _ensure_dataset(scene: str, root: Path, frames: range | None, scales: tuple[
     if frames is None:
         first, last = get_scene(scene).frames
         frames = range(first, min(last, first + 15) + 1)
-    print(f"capturing {scene} frames {frames.start}-{frames.stop - 1} at {resolution}x{resolution}, {samples} samples -> {root}")
+    print(f"capturing {scene} frames {frames.start}-{frames.stop - 1} at {resolution}x{resolution}, {samples} samples"
+          f"{', cheap pass' if cheap else ''} -> {root}")
     write_dataset(DatasetSpec(scene=scene, frames=frames, scales=scales, resolution=(resolution, resolution),
-                              samples=samples), root)
+                              samples=samples, cheap=cheap), root)
     return root
 
 
@@ -188,8 +191,16 @@ def _bench(args) -> int:
         workload = units[w]
         model, payload = workload.load(args.weights, args.scale)
         model = placement.model(model)
+        from reframe_core.workloads.extrapolation import relights
+
+        cheap_root = Path(args.cheap_root) if args.cheap_root and w == "fe" else None
+        if w == "fe" and cheap_root is None and relights(model):
+            print("bench fe: this FE network relights with each rendered frame's cheap pass, which the datasets lack: its "
+                  "extrapolated frames show demodulated reprojection (its ablation); give --cheap-root (dataset --cheap "
+                  "of each scene) to bench what Blender renders", file=sys.stderr)
         for scene in scenes:
-            sequence = bench.dataset_sequence(roots[scene], workload, args.scale, list(frames) if frames else None)
+            sequence = bench.dataset_sequence(roots[scene], workload, args.scale, list(frames) if frames else None,
+                                              cheap_root=cheap_root / Path(roots[scene]).name if cheap_root else None)
             with tqdm(total=len(sequence.frames) * args.repeats, desc=f"bench {w} {sequence.name}", unit="frame", disable=args.quiet) as bar:
                 result = bench.measure_sequence(workload, sequence, model, policy_lists[w], placement, cut=args.cut,
                                                 warmup=args.warmup, worst=args.worst, maps_dir=maps_dir,
@@ -339,6 +350,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "beside ours, as threshold sweeps")
     bench.add_argument("--frames", help="A-B (default: every frame the dataset has; 16 frames when capturing)")
     bench.add_argument("--data-root", default="out/data", help="where scene datasets live (default out/data)")
+    bench.add_argument("--cheap-root", metavar="DIR",
+                       help="FE: where each scene's cheap pass lives (DIR/NAME, written with dataset --cheap at the scene's "
+                            "samples): the shipped FE relights with it, as in Blender")
     bench.add_argument("--resolution", type=int, default=256, help="display resolution when capturing")
     bench.add_argument("--samples", type=int, default=8, help="EEVEE samples when capturing")
     bench.add_argument("--scale", type=float, default=2.0, help="SS scale (per axis)")

@@ -49,6 +49,7 @@ def _train(args) -> int:
                          correction=args.correction or TrainConfig.correction,
                          width=args.width or TrainConfig.width, slow_width=args.slow_width or 0,
                          fe_inputs=args.fe_inputs or TrainConfig.fe_inputs, fe_residual=args.fe_residual or TrainConfig.fe_residual,
+                         cheap_data=args.cheap_data.split(",") if args.cheap_data else [],
                          frames=args.frames or "", init=args.init or "")
     card = train(config, show_progress=not args.quiet)
     if "stopped_at" in card:
@@ -109,8 +110,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="SS design v4: channels of the cached branch's first level (default: --width); its hit path does not grow with it")
     train.add_argument("--fe-inputs", choices=["shading", "color"],
                        help="FE: warp and predict shading (colour / albedo, re-multiplied by the current albedo) or plain colour")
-    train.add_argument("--fe-residual", choices=["full", "holes"],
-                       help="FE: add the network's residual everywhere, or only where the history is invalid (disoccluded, entering the frame)")
+    train.add_argument("--fe-residual", choices=["full", "holes", "relight"],
+                       help="FE: add the network's residual everywhere, or only where the history is invalid (disoccluded, entering the frame); "
+                            "or relight: choose per pixel between the warped history and the relit frame (the last rendered frame's "
+                            "ratio to its cheap pass, warped, times this frame's cheap pass; needs --cheap-data)")
+    train.add_argument("--cheap-data", metavar="DIR[,DIR]",
+                       help="FE --fe-residual relight: the cheap-pass dataset (dataset --cheap, at the full render's samples) of each "
+                            "--data folder, in the same order")
     train.add_argument("--loss", choices=["log1p", "tonemap", "tonemap-grad", "flip"], default="log1p",
                        help="L1 of log(1 + colour); L1 after the display tonemap FLIP is computed in; the same plus L1 of "
                             "its pixel differences; the reports' FLIP itself (differentiable) plus the log1p L1")

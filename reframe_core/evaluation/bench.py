@@ -33,7 +33,7 @@ import platform
 import re
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +105,8 @@ class FrameSequence:
 
     ``inputs``: SS: the low-res jittered frames; FE: the full-res frames (their colour is used only on
     the frames the workload renders in full). ``truth``: (H, W, 3) native renders at display resolution.
+    ``cheap``: FE: each frame's cheap pass (``dataset --cheap``), or None. A relighting FE network needs it: with it
+    an extrapolated frame is that cheap pass and a rendered one carries its colour (:meth:`given`), as in Blender.
     """
 
     name: str
@@ -112,11 +114,20 @@ class FrameSequence:
     inputs: list[FrameBuffers]
     truth: list[np.ndarray]
     source: str = ""
+    cheap: list[FrameBuffers] | None = None
+
+    def given(self, index: int, runner, hints) -> FrameBuffers:
+        """What ``runner`` is given for frame ``index``: the input, or with cheap passes what Blender renders."""
+        if self.cheap is None:
+            return self.inputs[index]
+        if getattr(runner, "is_full_frame", lambda h: True)(hints):
+            return replace(self.inputs[index], cheap_color=self.cheap[index].color)
+        return self.cheap[index]
 
     def __post_init__(self):
         if not self.inputs:
             raise SettingsError(f"sequence {self.name!r} has no frames")
-        if not (len(self.frames) == len(self.inputs) == len(self.truth)):
+        if not (len(self.frames) == len(self.inputs) == len(self.truth) == len(self.cheap or self.inputs)):
             raise SettingsError(f"sequence {self.name!r}: {len(self.frames)} frames, {len(self.inputs)} inputs, "
                              f"{len(self.truth)} native renders; they must match")
 
@@ -125,8 +136,10 @@ class FrameSequence:
         return tuple(self.truth[0].shape[:2])
 
 
-def dataset_sequence(root: str | Path, workload: Workload, scale: float = 2.0, frames: list[int] | None = None) -> FrameSequence:
-    """Read a sequence from a dataset folder written by ``reframe-blender dataset``."""
+def dataset_sequence(root: str | Path, workload: Workload, scale: float = 2.0, frames: list[int] | None = None,
+                     cheap_root: str | Path | None = None) -> FrameSequence:
+    """Read a sequence from a dataset folder written by ``reframe-blender dataset`` (and FE: the cheap passes of the
+    same frames from ``cheap_root``, written with ``dataset --cheap``)."""
     data = Dataset.open(root)
     input_scale = workload.input_scale(scale)
     have = set(data.frames(1.0)) & set(data.frames(input_scale))
@@ -137,7 +150,15 @@ def dataset_sequence(root: str | Path, workload: Workload, scale: float = 2.0, f
                          f"reframe-blender dataset --scales 1,{input_scale:g} --out {root}")
     inputs = [data.load(f, input_scale) for f in wanted]
     truth = inputs if input_scale == 1.0 else [data.load(f, 1.0) for f in wanted]
-    return FrameSequence(Path(root).name, wanted, inputs, [t.color for t in truth], source=str(root))
+    cheap = None
+    if cheap_root is not None:
+        cheap_data = Dataset.open(cheap_root)
+        lacking = sorted(set(wanted) - set(cheap_data.frames(1.0)))
+        if lacking:
+            raise SettingsError(f"cheap-pass dataset {cheap_root} lacks frames {lacking[0]}..{lacking[-1]} of {root}; render "
+                                f"them with reframe-blender dataset --cheap --frames A-B --out {cheap_root}")
+        cheap = [cheap_data.load(f, 1.0) for f in wanted]
+    return FrameSequence(Path(root).name, wanted, inputs, [t.color for t in truth], source=str(root), cheap=cheap)
 
 
 class _Timed:
@@ -232,10 +253,10 @@ def measure_sequence(workload: Workload, seq: FrameSequence, model, policies: li
     # Warm-up: a few frames through every runner, and a refresh and a hit on every cache (some policies
     # never hit in the first frames), so that allocators, kernels and compiled graphs are ready.
     previous = None
-    for frame in seq.inputs[:max(warmup, 1)]:
+    for index, frame in enumerate(seq.inputs[:max(warmup, 1)]):
         hints = frame.hints(previous)
         for run in runs:
-            run.runner.step(frame, hints)
+            run.runner.step(seq.given(index, run.runner, hints), hints)
         previous = frame
     with torch.inference_mode():
         for run in runs[1:]:
@@ -266,7 +287,7 @@ def measure_sequence(workload: Workload, seq: FrameSequence, model, policies: li
                 calls = len(run.timed.times)
                 placement.synchronize()
                 start = time.perf_counter()
-                shown = run.runner.step(frame, hints)
+                shown = run.runner.step(seq.given(t, run.runner, hints), hints)
                 image, ran = shown.image, shown.network_ran
                 placement.synchronize()
                 step_ms = (time.perf_counter() - start) * 1e3

@@ -82,6 +82,9 @@ class FrameBuffers:
     camera: CameraData
     jitter: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float32))
     has_vector_pass: bool = True
+    # The colour of this frame's cheap pass (no shadows, no raytracing), where one was rendered beside the full
+    # frame: a relighting FE network (extrapolation.relights) carries the ratio of the two to the next frames.
+    cheap_color: np.ndarray | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -90,17 +93,20 @@ class FrameBuffers:
 
     # array -> its shape in channels after (H, W); jitter is (2,)
     CHANNELS = {"color": 3, "alpha": None, "depth": None, "normal": 3, "albedo": 3, "motion_prev": 2, "motion_next": 2}
+    OPTIONAL = {"cheap_color": 3}  # arrays a frame may carry (None where it does not)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The pixel arrays and the jitter by name (what the bridge puts in shared memory)."""
-        return {**{name: getattr(self, name) for name in self.CHANNELS}, "jitter": np.asarray(self.jitter)}
+        """The pixel arrays and the jitter by name (what the bridge puts in shared memory), with the optional
+        arrays the frame carries."""
+        optional = {name: getattr(self, name) for name in self.OPTIONAL if getattr(self, name) is not None}
+        return {**{name: getattr(self, name) for name in self.CHANNELS}, **optional, "jitter": np.asarray(self.jitter)}
 
     def check(self) -> None:
         """Shapes that agree and values that are finite, or one :class:`FrameError` naming the array: a NaN
         that reaches the network spreads through its history into every later frame."""
         h, w = self.color.shape[:2] if self.color.ndim == 3 else (0, 0)
         for name, array in self.arrays().items():
-            channels = self.CHANNELS.get(name, "jitter")
+            channels = {**self.CHANNELS, **self.OPTIONAL}.get(name, "jitter")
             expected = (2,) if channels == "jitter" else (h, w) if channels is None else (h, w, channels)
             if array.shape != expected:
                 raise FrameError(f"frame {self.camera.frame}: {name} has shape {array.shape}, expected {expected} "

@@ -106,6 +106,11 @@ class ExtraNet(nn.Module):
         residual: where the head's output is added to the warped colour. ``"full"``: everywhere, as
             published. ``"holes"``: only where the history is invalid (``mask`` 0: disoccluded or entering
             the frame; see :func:`hole_region`); elsewhere the warped history passes through unchanged.
+            ``"relight"``: the head chooses, per pixel, how far to move from the warped history to a second
+            prediction given as ``feature``'s last 3 channels (the workload's relit frame: the last rendered
+            frame's ratio to its cheap pass, warped, times this frame's cheap pass), clamped to the segment
+            between the two, so it can pick but never shift a colour past either; ``feature`` is 3 channels
+            longer (``n_channels`` 25 in the workload's layout, which also gives the effects).
 
     Inputs of ``forward(x, feature, mask, his_buffer)``:
         x: (B, 6, H, W) warped colour and occlusion-warped colour; mask: (B, 6, H, W) hole mask;
@@ -116,7 +121,7 @@ class ExtraNet(nn.Module):
     """
 
     INPUTS = ("color", "shading")
-    RESIDUALS = ("full", "holes")
+    RESIDUALS = ("full", "holes", "relight")
 
     def __init__(self, n_channels: int = 18, n_classes: int = 3, skip: bool = True, inputs: str = "color",
                  residual: str = "full"):
@@ -126,6 +131,8 @@ class ExtraNet(nn.Module):
         if residual not in self.RESIDUALS:
             raise SettingsError(f"unknown ExtraNet residual {residual!r}: one of {', '.join(self.RESIDUALS)}")
         self.n_channels, self.n_classes, self.skip, self.inputs = n_channels, n_classes, skip, inputs
+        if residual == "relight" and not skip:
+            raise SettingsError("ExtraNet residual 'relight' blends the warped history with the relit frame: it needs skip=True")
         self.residual = residual
         # How the workload warps the history (Extrapolator and training read this): bicubic keeps shading
         # sharper over chained warps; the published colour network was trained with bilinear warps.
@@ -175,6 +182,11 @@ class ExtraNet(nn.Module):
         out = out.contiguous() if self.mixed_memory_format else out
         if self.residual == "holes":
             out = out * hole_region(mask[:, :1])
+        elif self.residual == "relight":
+            # One weight per pixel (the channels' mean), so the choice cannot tint; at a head of zero it is 0:
+            # the ablation is the warped history alone, as with the other residuals.
+            weight = out.mean(1, keepdim=True).clamp(0, 1)
+            return x[:, 0:3] + weight * (feature[:, -3:] - x[:, 0:3])
         return out + x[:, 0:3] if self.skip else out
 
 

@@ -17,7 +17,7 @@ import gc
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -123,8 +123,12 @@ class Session:
         return bool(getattr(self.runner, "is_full_frame", lambda h: False)(hints))
 
     def next_render(self, hints: CameraHints | None = None) -> RenderRequest:
-        """What the loop must render for the next frame (size, jitter, full or cheap pass)."""
-        return self.workload.render_request(self.settings.scale, self.needs_full_render(hints))
+        """What the loop must render for the next frame (size, jitter, full or cheap pass, or both)."""
+        full = self.needs_full_render(hints)
+        request = self.workload.render_request(self.settings.scale, full)
+        if full and getattr(self.runner, "relights", False):
+            return replace(request, cheap_too=True)
+        return request
 
     def fallback_request(self) -> RenderRequest:
         """What to render while the network cannot run (runtime down): the frame the baseline shows best, SS

@@ -38,13 +38,16 @@ class RenderRequest:
     scale: float  # the render's size is the display size divided by this
     jitter: bool  # offset the samples by the frame's Halton jitter (camera shift)
     cheap: bool  # the cheap G-buffer pass (no shadows, no raytracing) instead of a full render
+    # A full render and, beside it, the cheap pass, whose colour goes in FrameBuffers.cheap_color: a relighting FE
+    # network carries the ratio of the two to the frames it extrapolates.
+    cheap_too: bool = False
 
     def input_size(self, display_size: tuple[int, int]) -> tuple[int, int]:
         """(height, width) of the frame to render for a display of ``display_size``."""
         return scaled_size(display_size, self.scale)
 
     def describe(self) -> str:
-        kind = "cheap G-buffer pass" if self.cheap else "full render"
+        kind = "cheap G-buffer pass" if self.cheap else "full render and cheap pass" if self.cheap_too else "full render"
         size = f" at 1/{self.scale:g}" if self.scale != 1 else ""
         return f"{kind}{size}{', jittered' if self.jitter else ''}"
 

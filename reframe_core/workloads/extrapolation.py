@@ -46,6 +46,40 @@ N_CHANNELS = 12 + FEATURE_CHANNELS
 # division and the multiplication by the current albedo cancel to plain reprojection.
 ALBEDO_FLOOR = 0.05
 FEATURE_ALBEDO = slice(4, 7)  # albedo's channels in feature_tensor: normal 3, depth 1, albedo 3
+# Added to both passes' colours before their ratio (relighting): keeps pixels black in either finite. Small,
+# because the ratio must carry dark shadows: 0.01 made emissive_transparent's relit frames 6 % worse than 0.001.
+RELIGHT_FLOOR = 1e-3
+# What a relighting network takes beyond N_CHANNELS: the warped effects (effects_ratio: where they are large, the
+# cheap pass misses most of the pixel and relighting fails) and the relit frame, last (the head blends towards it).
+RELIGHT_CHANNELS = 6
+NOT_RELIT = " (not relit: the last rendered frame came without its cheap pass)"
+
+
+def relights(model) -> bool:
+    """Whether the network takes the relit frame (ExtraNet ``residual="relight"``): it then needs the cheap pass's
+    colour of every rendered frame as well (``FrameBuffers.cheap_color``)."""
+    return getattr(network_of(model), "residual", None) == "relight"
+
+
+def effects_ratio(color: torch.Tensor, cheap_color: torch.Tensor) -> torch.Tensor:
+    """log of a rendered frame's colour over its cheap pass's: what shadows and raytracing (all the cheap pass
+    leaves out) do to each pixel. It changes far less with the view than shading does, so it warps well."""
+    return torch.log((color.clamp(min=0) + RELIGHT_FLOOR) / (cheap_color.clamp(min=0) + RELIGHT_FLOOR))
+
+
+def relight(effects: torch.Tensor, cheap_color: torch.Tensor) -> torch.Tensor:
+    """This frame's cheap pass with the last rendered frame's effects (:func:`effects_ratio`, warped here) put
+    back: edges, texture and view-dependent light come from this frame's own render."""
+    return (torch.exp(effects.clamp(max=20)) * (cheap_color.clamp(min=0) + RELIGHT_FLOOR) - RELIGHT_FLOOR).clamp(min=0)
+
+
+def gated_relight(effects: torch.Tensor, relit: torch.Tensor, reprojected: torch.Tensor, limit: float = 0.5) -> torch.Tensor:
+    """A hand-made choice between the two predictions, the non-learned peer of the ``relight`` network: the relit
+    frame where the effects change a pixel by less than ``limit`` in log (e^0.5: 1.6x), else ``reprojected``.
+    Where they change it more, the cheap pass misses most of the pixel (glass that raytracing renders), and the
+    ratio of two noisy renders is unreliable."""
+    near = (effects.abs().mean(1, keepdim=True) < limit).float()
+    return near * relit + (1 - near) * reprojected
 
 
 def input_space(model) -> str:
@@ -145,7 +179,12 @@ class Extrapolator:
         if k < 1:
             raise SettingsError(f"k (every k-th frame rendered in full) must be >= 1, got {k}")
         channels = getattr(network_of(model), "n_channels", N_CHANNELS)
-        if channels != N_CHANNELS:
+        self.relights = relights(model)
+        if self.relights and channels != N_CHANNELS + RELIGHT_CHANNELS:
+            raise SettingsError(f"this relighting ExtraNet takes {channels} input channels; the FE workload builds "
+                                f"{N_CHANNELS + RELIGHT_CHANNELS} (normal, depth, albedo, effects, relit frame): train it with "
+                                "'reframe-blender train --workload fe --fe-residual relight'")
+        if not self.relights and channels != N_CHANNELS:
             raise SettingsError(
                 f"this ExtraNet takes {channels} input channels ({channels - 12} of G-buffer), but the FE workload "
                 f"builds {N_CHANNELS} (normal, depth, albedo). The published ExtraNet's 6 (normal, depth, roughness, "
@@ -160,8 +199,10 @@ class Extrapolator:
         self._index = 0
         self._cut_pending = False
         self._previous_depth: torch.Tensor | None = None
+        self._effects: torch.Tensor | None = None  # relighting: the last rendered frame's effects, warped here
 
     def reset(self) -> None:
+        self._effects = None
         self._history.clear()
         self._index = 0
         self._cut_pending = False
@@ -178,6 +219,7 @@ class Extrapolator:
         full = self.is_full_frame(hints)
         if hints is not None and hints.cut:
             self._history.clear()
+            self._effects = None
             self._index = 0
             # A cut is always a rendered frame, where the network does not run: carry the cut to the network's
             # next call, so that it never reuses deep features cached from the old shot.
@@ -192,17 +234,32 @@ class Extrapolator:
                                          mode=self._warp_mode)
             for item, color, mask in zip(self._history, colors, masks):
                 item.signal, item.mask = color, mask
+            if self._effects is not None:
+                self._effects = backward_warp(self._effects, motion, mode=self._warp_mode)
         if full:
             shown = to_tensor(frame.color).to(device)
             signal = encode(shown, albedo, self.space)
+            if self.relights:
+                # Without the cheap pass (a frame source that cannot render it: synthetic frames, a caller of the
+                # API) the frames up to the next rendered one are not relit; their reason says so.
+                self._effects = (effects_ratio(shown, to_tensor(frame.cheap_color).to(device))
+                                 if frame.cheap_color is not None else None)
         else:
             history = [h.signal for h in self._history]
             masks = [h.mask for h in self._history]
             while len(history) < 3:  # fewer than three frames since the start or a cut: repeat the oldest
                 history.insert(0, history[0])
                 masks.insert(0, masks[0])
+            feature = feature_tensor(frame).to(device)
+            if self.relights:  # the effects and the relit frame (network's colour space) as the last features
+                if self._effects is not None:
+                    effects = self._effects
+                    relit = encode(relight(effects, to_tensor(frame.color).to(device)), albedo, self.space)
+                else:  # nothing to relight with: both predictions are the warped history, which is then shown
+                    effects, relit = torch.zeros_like(history[-1]), history[-1]
+                feature = torch.cat([feature, effects, relit], 1)
             inputs = self.placement.inputs(pad_inputs(fe_inputs(history, masks, motion, self._history[-1].motion_next,
-                                                                feature_tensor(frame).to(device), depth, previous_depth)))
+                                                                feature, depth, previous_depth)))
             call_hints = hints
             if self._cut_pending:  # set only by a cut, so hints exist here
                 self._cut_pending = False
@@ -222,8 +279,10 @@ class Extrapolator:
         if full:
             return StepResult(to_image(shown), False, None, "rendered")
         decision = self.model.decisions[-1] if hasattr(self.model, "plan") else None
-        return StepResult(to_image(shown), True, decision.refresh if decision else None,
-                          decision.reason if decision else "uncached")
+        reason = decision.reason if decision else "uncached"
+        if self.relights and self._effects is None:
+            reason += NOT_RELIT
+        return StepResult(to_image(shown), True, decision.refresh if decision else None, reason)
 
 
 def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None = None, frames=None,
@@ -236,6 +295,11 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
     they would in Blender, instead of from the full render's (anti-aliased) passes. ``reference``: a dataset of
     the same frames rendered with more samples (:func:`reference_for`) that the extrapolated frames, and their
     native render itself (``native``: the floor its noise sets), are scored against instead.
+
+    With ``cheap_root``, each rendered frame also gets its cheap pass's colour (``FrameBuffers.cheap_color``),
+    which a relighting network needs, and two more non-learned peers are scored: ``relight`` (the last rendered
+    frame's effects over its cheap pass, warped, times this frame's cheap pass: :func:`relight`) and
+    ``gated_relight`` (:func:`gated_relight` between that and the head at zero).
     """
     from reframe_core.evaluation.metrics import flip, psnr, summarize, tonemap_ldr
     from reframe_core.frames.dataset import Dataset, reference_fields, reference_for, selected_frames
@@ -249,13 +313,18 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
         if missing:
             raise SettingsError(f"cheap-pass dataset {cheap_root} lacks frames {missing[0]}..{missing[-1]} of {root}; "
                              f"render them with reframe-blender dataset --cheap --frames A-B --out {cheap_root}")
+    elif relights(model):
+        raise SettingsError(f"this FE network relights with the cheap pass's colour, which {root} does not hold: render "
+                            f"the same frames with 'reframe-blender dataset --cheap --samples N' (N: the full render's "
+                            f"samples) and give it as --cheap-data")
     from reframe_core.frames.holefill import push_pull_fill
     from reframe_core.networks.extranet import head_at_zero, hole_region
 
     runner = Extrapolator(model, k)
     # The ablation the trained head must beat: the same network with its head at zero, run on the same frames.
     ablation = Extrapolator(head_at_zero(model), k)
-    peers = ("network", "head_at_zero", "reprojection", "fill") + (("native",) if ref else ())
+    peers = (("network", "head_at_zero", "reprojection", "fill") + (("relight", "gated_relight") if cheap else ())
+             + (("native",) if ref else ()))
     rows = {name: [] for name in peers}
     in_holes = {name: [] for name in peers}  # (FLIP summed over hole pixels, hole pixels)
     hole_share = []
@@ -264,7 +333,8 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
     for frame in chosen:
         fb = data.load(frame, 1.0)
         hints = fb.hints(previous)
-        given = fb if cheap is None or runner.is_full_frame(hints) else cheap.load(frame, 1.0)
+        full = runner.is_full_frame(hints)
+        given = fb if cheap is None else replace(fb, cheap_color=cheap.load(frame, 1.0).color) if full else cheap.load(frame, 1.0)
         result = runner.step(given, hints)
         shown, rendered = result.image, not result.network_ran
         ablated = ablation.step(given, hints).image
@@ -273,10 +343,12 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
             last_full = to_tensor(fb.color)
             reprojected, valid = last_full, torch.ones_like(last_full[:, :1])
             shading = encode(last_full, to_tensor(fb.albedo), "shading")
+            effects = effects_ratio(last_full, to_tensor(given.cheap_color)) if cheap else None
         else:
             # Chain the motions since the last rendered frame; what the chain did not see is a hole.
             reprojected = backward_warp(reprojected, motion)
             shading = backward_warp(shading, motion)
+            effects = backward_warp(effects, motion, mode="bicubic") if cheap else None
             valid = backward_warp(valid, motion, mode="nearest") * disocclusion_mask(
                 motion, previous_motion_next, depth=depth, previous_depth=previous_depth)
             holes = hole_region(valid)  # the region the network's residual may change
@@ -288,6 +360,10 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
             truth = ref.load(frame, 1.0).color if ref else fb.color
             scored = (("network", shown), ("head_at_zero", ablated), ("reprojection", to_image(reprojected)),
                       ("fill", to_image(filled))) + ((("native", fb.color),) if ref else ())
+            if cheap:
+                relit = relight(effects, to_tensor(given.color))
+                scored += (("relight", to_image(relit)),
+                           ("gated_relight", to_image(gated_relight(effects, relit, to_tensor(ablated)))))
             for name, image in scored:
                 result_flip = flip(truth, image)
                 rows[name].append((result_flip.mean, psnr(tonemap_ldr(truth), tonemap_ldr(image))))
@@ -300,6 +376,8 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
         report[name] = summarize([v[0] for v in values], [v[1] for v in values])
     report["flip_reduction_vs_reprojection"] = 1 - report["network"]["flip_mean"] / report["reprojection"]["flip_mean"]
     report["flip_reduction_vs_head_at_zero"] = 1 - report["network"]["flip_mean"] / report["head_at_zero"]["flip_mean"]
+    if cheap:
+        report["flip_reduction_vs_gated_relight"] = 1 - report["network"]["flip_mean"] / report["gated_relight"]["flip_mean"]
     # Inside the holes: FLIP averaged over every hole pixel of every extrapolated frame (None without holes).
     pixels = sum(n for _, n in in_holes["network"])
     report["holes"] = {"share_mean": float(np.mean(hole_share)) if hole_share else 0.0, "pixels": pixels,
@@ -316,6 +394,7 @@ class _TrainingFrame:
     motion_prev: torch.Tensor  # (2, H, W)
     motion_next: torch.Tensor
     feature: torch.Tensor  # (7, H, W)
+    cheap_color: torch.Tensor  # (3, H, W): the frame's cheap pass (relighting), or colour where none is used
 
 
 class ExtrapolationWorkload(Workload):
@@ -369,6 +448,9 @@ class ExtrapolationWorkload(Workload):
         lines = [f"{'dataset':<22} {'G-buffers':<28} {'extrapolated':>12} {'FLIP net':>9} {'FLIP reproj':>11} "
                  f"{'reduction':>9} {'PSNR net':>9} {'PSNR reproj':>11} {'FLIP fill':>9} {'FLIP head 0':>11} {'vs head 0':>9} "
                  f"{'holes':>6} {'in holes: net':>13} {'reproj':>7} {'fill':>7} {'head 0':>7}"]
+        relit = any("relight" in r for r in reports)  # with --cheap-data: the two relighting peers
+        if relit:
+            lines[0] += f" {'FLIP relight':>12} {'gated':>7} {'vs gated':>8} {'in holes: relight':>17} {'gated':>7}"
         for r in reports:
             n, b, f, z, h = r["network"], r["reprojection"], r["fill"], r["head_at_zero"], r["holes"]
             source = Path(r["cheap_dataset"]).name if r.get("cheap_dataset") else "full"
@@ -379,13 +461,18 @@ class ExtrapolationWorkload(Workload):
                          f"{b['psnr_mean']:>11.2f} {f['flip_mean']:>9.4f} {z['flip_mean']:>11.4f} "
                          f"{r['flip_reduction_vs_head_at_zero']:>9.1%} {h['share_mean']:>6.1%} "
                          f"{inside[0]:>13} {inside[1]:>7} {inside[2]:>7} {inside[3]:>7}")
+            if relit and "relight" in r:
+                inside = [f"{h[f'flip_{key}']:.4f}" if h[f"flip_{key}"] is not None else "-" for key in ("relight", "gated_relight")]
+                lines[-1] += (f" {r['relight']['flip_mean']:>12.4f} {r['gated_relight']['flip_mean']:>7.4f} "
+                              f"{r['flip_reduction_vs_gated_relight']:>8.1%} {inside[0]:>17} {inside[1]:>7}")
         return "\n".join(lines + reference_lines(reports))
 
     def training_network(self, config):
         from reframe_core.networks import get_network
         from reframe_core.networks.extranet import head_at_zero
 
-        arch_config = {"n_channels": N_CHANNELS, "inputs": config.fe_inputs, "residual": config.fe_residual}
+        extra = RELIGHT_CHANNELS if config.fe_residual == "relight" else 0
+        arch_config = {"n_channels": N_CHANNELS + extra, "inputs": config.fe_inputs, "residual": config.fe_residual}
         # The head adds a residual to the warped history: starting it at zero starts training from
         # (demodulated) reprojection, a strong baseline, instead of from noise added to it.
         return arch_config, head_at_zero(get_network(self.arch).build(**arch_config))
@@ -395,12 +482,32 @@ class ExtrapolationWorkload(Workload):
         from reframe_core.frames.dataset import Dataset, runs_between_cuts
         from reframe_core.frames.ranges import parse_frames
 
-        def item(fb, frame):
-            return _TrainingFrame(to_tensor(fb.color)[0], to_tensor(fb.motion_prev)[0], to_tensor(fb.motion_next)[0],
-                                  feature_tensor(fb)[0])
-
+        relit = config.fe_residual == "relight"
+        if relit and len(config.cheap_data) != len(roots):
+            raise SettingsError(f"--fe-residual relight needs the cheap pass of every --data folder: {len(roots)} --data, "
+                                f"{len(config.cheap_data)} --cheap-data; render each with 'reframe-blender dataset --cheap "
+                                "--samples N' (N: its full render's samples) and list them in the same order")
+        if config.cheap_data and not relit:
+            raise SettingsError("--cheap-data is for --fe-residual relight (the other networks take no cheap-pass colour): drop it")
         frames = parse_frames(config.frames) if config.frames else None
-        return [run for root in roots for run in runs_between_cuts(Dataset.open(root), 1.0, item, frames=frames)]
+        runs = []
+        for index, root in enumerate(roots):
+            cheap = Dataset.open(config.cheap_data[index]) if relit else None
+            if cheap is not None:
+                data = Dataset.open(root)
+                missing = sorted(set(data.frames(1.0)) - set(cheap.frames(1.0)))
+                if missing:
+                    raise SettingsError(f"cheap-pass dataset {config.cheap_data[index]} lacks frames {missing[0]}..{missing[-1]} "
+                                        f"of {root}; render them with reframe-blender dataset --cheap --frames A-B --out "
+                                        f"{config.cheap_data[index]}")
+
+            def item(fb, frame, cheap=cheap):
+                color = to_tensor(fb.color)[0]
+                return _TrainingFrame(color, to_tensor(fb.motion_prev)[0], to_tensor(fb.motion_next)[0], feature_tensor(fb)[0],
+                                      to_tensor(cheap.load(frame, 1.0).color)[0] if cheap is not None else color)
+
+            runs += runs_between_cuts(Dataset.open(root), 1.0, item, frames=frames)
+        return runs
 
     def training_batch(self, sequences, config, generator) -> dict:
         """Windows of 4 frames (t-3 .. t) and a crop, as (T, B, C, H, W) tensors."""
@@ -410,7 +517,7 @@ class ExtrapolationWorkload(Workload):
         if not usable:
             raise SettingsError("no run of 4 frames without a camera cut in the data; capture longer sequences")
         crop = config.crop
-        fields = ("color", "motion_prev", "motion_next", "feature")
+        fields = ("color", "motion_prev", "motion_next", "feature", "cheap_color")
         batch = {k: [] for k in fields}
         for _ in range(config.batch):
             seq = usable[int(torch.randint(len(usable), (1,), generator=generator))]
@@ -435,9 +542,14 @@ class ExtrapolationWorkload(Workload):
             colors.append(encode(b["color"][t], albedo[t], space))
             masks.append(torch.ones_like(masks[0]))
         colors, masks = warp_history(colors, masks, b["motion_prev"][3], mode=mode)
-        inputs = fe_inputs(colors, masks, b["motion_prev"][3], b["motion_next"][2], b["feature"][3])
+        feature = b["feature"][3]
+        if relights(model):  # frame t-1's effects warped to t (as at k=2), times t's cheap pass
+            effects = backward_warp(effects_ratio(b["color"][2], b["cheap_color"][2]), b["motion_prev"][3], mode=mode)
+            feature = torch.cat([feature, effects, encode(relight(effects, b["cheap_color"][3]), albedo[3], space)], 1)
+        inputs = fe_inputs(colors, masks, b["motion_prev"][3], b["motion_next"][2], feature)
         out = decode(model(*inputs), albedo[3], space)
         return image_loss(out, b["color"][3], kind)
 
     def card_fields(self, config) -> dict:
-        return {"scale": 1.0, "fe_inputs": config.fe_inputs, "fe_residual": config.fe_residual}
+        return {"scale": 1.0, "fe_inputs": config.fe_inputs, "fe_residual": config.fe_residual,
+                **({"cheap_data": list(config.cheap_data)} if config.cheap_data else {})}
