@@ -259,6 +259,12 @@ def test_relighting_fe_trains_on_cheap_passes_and_its_ablation_and_peers_are_sco
     assert np.array_equal(runs["bare"].image, runs["ablation"].image)
     assert runs["bare"].reason == "uncached" + NOT_RELIT and runs["relit"].reason == "uncached"
     assert not np.array_equal(runs["relit"].image, runs["ablation"].image)
+    # An extrapolated frame handed with the full render's colour and its cheap pass beside it: the network sees the
+    # cheap pass, never the colour it is to predict.
+    runner = Extrapolator(relit_everywhere, 2)
+    runner.step(replace(first, cheap_color=Dataset.open(cheap).load(3, 1.0).color), first.hints(None))
+    leaky = replace(second, color=data.load(4, 1.0).color, cheap_color=second.color)
+    assert np.array_equal(runner.step(leaky, second.hints(first)).image, runs["relit"].image)
 
 
 def test_tonemap_loss_matches_the_metric_tonemap_and_has_finite_gradients():

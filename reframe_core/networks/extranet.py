@@ -109,8 +109,8 @@ class ExtraNet(nn.Module):
             ``"relight"``: the head chooses, per pixel, how far to move from the warped history to a second
             prediction given as ``feature``'s last 3 channels (the workload's relit frame: the last rendered
             frame's ratio to its cheap pass, warped, times this frame's cheap pass), clamped to the segment
-            between the two, so it can pick but never shift a colour past either; ``feature`` is 3 channels
-            longer (``n_channels`` 25 in the workload's layout, which also gives the effects).
+            between the two, so it can pick but never shift a colour past either. The workload puts the warped
+            effects and then the relit frame after the G-buffer: ``n_channels`` 25.
 
     Inputs of ``forward(x, feature, mask, his_buffer)``:
         x: (B, 6, H, W) warped colour and occlusion-warped colour; mask: (B, 6, H, W) hole mask;

@@ -253,8 +253,11 @@ class Extrapolator:
             feature = feature_tensor(frame).to(device)
             if self.relights:  # the effects and the relit frame (network's colour space) as the last features
                 if self._effects is not None:
+                    # An extrapolated frame is the cheap pass; a caller may also hand a full render with its cheap
+                    # pass beside it, whose own colour must not reach the network.
+                    cheap = frame.cheap_color if frame.cheap_color is not None else frame.color
                     effects = self._effects
-                    relit = encode(relight(effects, to_tensor(frame.color).to(device)), albedo, self.space)
+                    relit = encode(relight(effects, to_tensor(cheap).to(device)), albedo, self.space)
                 else:  # nothing to relight with: both predictions are the warped history, which is then shown
                     effects, relit = torch.zeros_like(history[-1]), history[-1]
                 feature = torch.cat([feature, effects, relit], 1)
