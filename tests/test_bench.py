@@ -293,7 +293,7 @@ def test_flops_removed_per_hit_matches_a_hand_count():
     assert cached.stats.flops_removed == pytest.approx(4 / 6 * 9 / 11)
 
 
-def test_fe_bench_gives_a_relighting_network_what_blender_renders(tiny_dataset, tiny_cheap):
+def test_fe_bench_gives_a_relighting_network_what_blender_renders(tiny_dataset, tiny_cheap, tmp_path, capsys):
     """With the scenes' cheap passes (bench --cheap-root) an extrapolated frame is its cheap pass and a rendered one
     carries its colour, as in Blender; without them the relighting network shows its ablation."""
     from dataclasses import replace
@@ -329,3 +329,12 @@ def test_fe_bench_gives_a_relighting_network_what_blender_renders(tiny_dataset, 
             previous = full
     assert sorted(relit) == sorted(bare) == [4, 6, 8]
     assert not np.array_equal(relit[4], bare[4])
+    # The command: --cheap-root DIR reads DIR/NAME; without it, it says the network is not relit.
+    for extra in ([], ["--cheap-root", str(tiny_cheap.parent)]):
+        assert main(["bench", "--workload", "fe", "--scenes", str(tiny_dataset), "--policies", "every:2", "--warmup", "1",
+                     "--worst", "0", "--json", str(tmp_path / "fe.json"), "--quiet", *extra]) == 0
+        said = capsys.readouterr().err
+        assert ("bench fe: this FE network relights" in said) == (not extra), extra
+    assert main(["bench", "--workload", "fe", "--scenes", str(tiny_dataset), "--cheap-root", str(tmp_path),
+                 "--policies", "every:2", "--quiet"]) == 2
+    assert f"{tmp_path / 'slow_pan'}" in capsys.readouterr().err

@@ -28,9 +28,9 @@ def _calibrate(args) -> int:
     from reframe_core.evaluation import bench
     from reframe_core.evaluation.calibration import Calibration, candidate_settings, choose, write_calibration
     from reframe_core.frames.ranges import parse_frames
-    from reframe_core.workloads.extrapolation import relights
     from reframe_core.runtime.placement import Placement
     from reframe_core.workloads import get_workload
+    from reframe_core.workloads.extrapolation import relights
 
     if not args.target_flip > 0:
         raise SettingsError(f"--target-flip must be > 0 (mean FLIP of cached vs uncached output), got {args.target_flip}")

@@ -153,6 +153,7 @@ def _bench(args) -> int:
     from reframe_core.runtime.placement import Placement
     from reframe_core.policies import split_policy_list
     from reframe_core.workloads import get_workload
+    from reframe_core.workloads.extrapolation import relights
 
     from reframe_core.frames.ranges import parse_frames
 
@@ -191,8 +192,6 @@ def _bench(args) -> int:
         workload = units[w]
         model, payload = workload.load(args.weights, args.scale)
         model = placement.model(model)
-        from reframe_core.workloads.extrapolation import relights
-
         cheap_root = Path(args.cheap_root) if args.cheap_root and w == "fe" else None
         if w == "fe" and cheap_root is None and relights(model):
             print("bench fe: this FE network relights with each rendered frame's cheap pass, which the datasets lack: its "
