@@ -48,12 +48,14 @@ def main(argv=None) -> int:
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--json")
     args = parser.parse_args(argv)
+    from reframe_core.errors import SettingsError
+    from reframe_core.evaluation.speed import parse_size
+
     try:
-        width, height = (int(v) for v in args.resolution.lower().split("x")) if "x" in args.resolution.lower() \
-            else (int(args.resolution),) * 2
-    except ValueError:
-        parser.error(f"--resolution {args.resolution!r} is not N or WxH (e.g. 256 or 640x360)")
-    if width % 2 or height % 2 or width <= 0 or height <= 0:
+        height, width = parse_size(args.resolution)
+    except SettingsError as exc:
+        parser.error(f"--resolution: {exc}")
+    if width % 2 or height % 2:
         parser.error(f"--resolution {args.resolution} must have even sides (2x2 display pixels per low-res pixel)")
 
     import numpy as np

@@ -30,7 +30,6 @@ def _calibrate(args) -> int:
     from reframe_core.frames.ranges import parse_frames
     from reframe_core.runtime.placement import Placement
     from reframe_core.workloads import get_workload
-    from reframe_core.workloads.extrapolation import relights
 
     if not args.target_flip > 0:
         raise SettingsError(f"--target-flip must be > 0 (mean FLIP of cached vs uncached output), got {args.target_flip}")
@@ -49,7 +48,7 @@ def _calibrate(args) -> int:
     placement = Placement(args.device, "mixed")
     model, _ = workload.load(args.weights, args.scale)
     cheap_root = None
-    if relights(model):  # as render runs it: relit from each rendered frame's cheap pass
+    if workload.without_cheap_pass(model):  # as render runs it, with each rendered frame's cheap pass
         cheap_root = _ensure_dataset(args.scene, root.with_name(root.name + "-cheap"), frames, (1.0,), args.resolution,
                                      args.samples, cheap=True)
     sequence = bench.dataset_sequence(root, workload, args.scale, list(frames), cheap_root=cheap_root)

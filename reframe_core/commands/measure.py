@@ -153,7 +153,6 @@ def _bench(args) -> int:
     from reframe_core.runtime.placement import Placement
     from reframe_core.policies import split_policy_list
     from reframe_core.workloads import get_workload
-    from reframe_core.workloads.extrapolation import relights
 
     from reframe_core.frames.ranges import parse_frames
 
@@ -192,11 +191,11 @@ def _bench(args) -> int:
         workload = units[w]
         model, payload = workload.load(args.weights, args.scale)
         model = placement.model(model)
-        cheap_root = Path(args.cheap_root) if args.cheap_root and w == "fe" else None
-        if w == "fe" and cheap_root is None and relights(model):
-            print("bench fe: this FE network relights with each rendered frame's cheap pass, which the datasets lack: its "
-                  "extrapolated frames show demodulated reprojection (its ablation); give --cheap-root (dataset --cheap "
-                  "of each scene) to bench what Blender renders", file=sys.stderr)
+        cheap_root = Path(args.cheap_root) if args.cheap_root and workload.cheap_pass else None
+        lost = None if cheap_root else workload.without_cheap_pass(model)
+        if lost:
+            print(f"bench {w}: {lost}; give --cheap-root (dataset --cheap of each scene) to bench what Blender renders",
+                  file=sys.stderr)
         for scene in scenes:
             sequence = bench.dataset_sequence(roots[scene], workload, args.scale, list(frames) if frames else None,
                                               cheap_root=cheap_root / Path(roots[scene]).name if cheap_root else None)

@@ -41,7 +41,7 @@ import torch
 
 from reframe_core.frames.buffers import FrameBuffers, atomic_write
 from reframe_core.caching.cache import cache_model
-from reframe_core.frames.dataset import Dataset
+from reframe_core.frames.dataset import Dataset, cheap_pass_for
 from reframe_core.evaluation.metrics import flip, psnr, tonemap_ldr
 from reframe_core.runtime.pages import huge_pages_state
 from reframe_core.runtime.placement import Placement
@@ -129,7 +129,8 @@ class FrameSequence:
             raise SettingsError(f"sequence {self.name!r} has no frames")
         if not (len(self.frames) == len(self.inputs) == len(self.truth) == len(self.cheap or self.inputs)):
             raise SettingsError(f"sequence {self.name!r}: {len(self.frames)} frames, {len(self.inputs)} inputs, "
-                             f"{len(self.truth)} native renders; they must match")
+                             f"{len(self.truth)} native renders"
+                             f"{f', {len(self.cheap)} cheap passes' if self.cheap is not None else ''}; they must match")
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -152,11 +153,7 @@ def dataset_sequence(root: str | Path, workload: Workload, scale: float = 2.0, f
     truth = inputs if input_scale == 1.0 else [data.load(f, 1.0) for f in wanted]
     cheap = None
     if cheap_root is not None:
-        cheap_data = Dataset.open(cheap_root)
-        lacking = sorted(set(wanted) - set(cheap_data.frames(1.0)))
-        if lacking:
-            raise SettingsError(f"cheap-pass dataset {cheap_root} lacks frames {lacking[0]}..{lacking[-1]} of {root}; render "
-                                f"them with reframe-blender dataset --cheap --frames A-B --out {cheap_root}")
+        cheap_data = cheap_pass_for(root, cheap_root, wanted)
         cheap = [cheap_data.load(f, 1.0) for f in wanted]
     return FrameSequence(Path(root).name, wanted, inputs, [t.color for t in truth], source=str(root), cheap=cheap)
 

@@ -105,6 +105,17 @@ def reference_for(data: Dataset, reference_root: str | Path, frames: list[int]) 
     return ref
 
 
+def cheap_pass_for(root: str | Path, cheap_root: str | Path, frames) -> Dataset:
+    """``cheap_root`` opened as FE's cheap pass (``dataset --cheap``) of ``frames`` of the dataset at ``root``;
+    refused, with what to render, where it lacks one of them."""
+    cheap = Dataset.open(cheap_root)
+    missing = sorted(set(frames) - set(cheap.frames(1.0)))
+    if missing:
+        raise SettingsError(f"cheap-pass dataset {cheap_root} lacks frames {missing[0]}..{missing[-1]} of {root}; "
+                            f"render them with reframe-blender dataset --cheap --frames A-B --out {cheap_root}")
+    return cheap
+
+
 def reference_fields(ref: Dataset | None, reference) -> dict:
     """What an evaluation report says of its reference (:func:`reference_for`): nothing without one."""
     if ref is None:

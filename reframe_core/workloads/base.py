@@ -96,6 +96,9 @@ class Workload:
     fallback_name: str  # what baseline() shows (a non-finite output's replacement): "bicubic", "cheap pass"
     paper_delta: float  # the paper reference code's delta threshold for this kind of network
     scales: tuple[float, ...] = (1.0,)  # display / input size ratios the workload runs at
+    # Renders a cheap G-buffer pass between full frames (FE): datasets of it (dataset --cheap) apply to bench,
+    # calibrate and eval, which then hand each frame what Blender renders.
+    cheap_pass: bool = False
 
     # --- weights --------------------------------------------------------------------------------------
     @property
@@ -167,6 +170,11 @@ class Workload:
     def baseline(self, frame, display_size: tuple[int, int]) -> np.ndarray:
         """What is shown without the network (and where its output is unusable): (H, W, 3) linear."""
         raise NotImplementedError
+
+    def without_cheap_pass(self, model) -> str | None:
+        """What ``model`` loses on frames that come without their cheap pass (datasets that lack it), or None
+        where it needs none."""
+        return None
 
     # --- evaluation and training hooks ----------------------------------------------------------------
     def evaluate(self, model, root: str | Path, scale: float = 2.0, **options) -> dict:

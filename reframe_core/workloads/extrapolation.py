@@ -306,18 +306,13 @@ def evaluate_extrapolation(model, root: str, k: int = 2, cheap_root: str | None 
     ``gated_relight`` (:func:`gated_relight` between that and the head at zero).
     """
     from reframe_core.evaluation.metrics import flip, psnr, summarize, tonemap_ldr
-    from reframe_core.frames.dataset import Dataset, reference_fields, reference_for, selected_frames
+    from reframe_core.frames.dataset import Dataset, cheap_pass_for, reference_fields, reference_for, selected_frames
 
     data = Dataset.open(root)
     chosen = selected_frames(data, 1.0, frames)  # ``frames``: only these (a range); the first is rendered in full
     ref = reference_for(data, reference, chosen) if reference else None
-    cheap = Dataset.open(cheap_root) if cheap_root else None
-    if cheap is not None:
-        missing = sorted(set(chosen) - set(cheap.frames(1.0)))
-        if missing:
-            raise SettingsError(f"cheap-pass dataset {cheap_root} lacks frames {missing[0]}..{missing[-1]} of {root}; "
-                             f"render them with reframe-blender dataset --cheap --frames A-B --out {cheap_root}")
-    elif relights(model):
+    cheap = cheap_pass_for(root, cheap_root, chosen) if cheap_root else None
+    if cheap is None and relights(model):
         raise SettingsError(f"this FE network relights with the cheap pass's colour, which {root} does not hold: render "
                             f"the same frames with 'reframe-blender dataset --cheap --samples N' (N: the full render's "
                             f"samples) and give it as --cheap-data")
@@ -407,6 +402,7 @@ class ExtrapolationWorkload(Workload):
 
     name, arch, title, baseline_name = "fe", "extranet", "frame extrapolation", "reprojection"
     fallback_name = "cheap pass"
+    cheap_pass = True
     paper_delta = 0.2  # ExtraNet's threshold in the reference code
 
     def __init__(self, k: int = 2):
@@ -441,6 +437,12 @@ class ExtrapolationWorkload(Workload):
         """The frame's own colour: for an extrapolated frame that is the cheap G-buffer pass's render (no
         shadows or raytracing), a real picture of this frame that needs no history."""
         return np.asarray(frame.color, np.float32)
+
+    def without_cheap_pass(self, model) -> str | None:
+        if relights(model):
+            return ("this FE network relights with each rendered frame's cheap pass, which the datasets lack: its "
+                    "extrapolated frames show demodulated reprojection (its ablation)")
+        return None
 
     def evaluate(self, model, root, scale: float = 1.0, cheap_root=None, frames=None, crops=None, reference=None,
                  **options) -> dict:
@@ -483,7 +485,7 @@ class ExtrapolationWorkload(Workload):
 
     def training_sequences(self, roots, config) -> list[list[_TrainingFrame]]:
         """Every dataset's scale-1 frames, split into runs at camera cuts."""
-        from reframe_core.frames.dataset import Dataset, runs_between_cuts
+        from reframe_core.frames.dataset import Dataset, cheap_pass_for, runs_between_cuts
         from reframe_core.frames.ranges import parse_frames
 
         relit = config.fe_residual == "relight"
@@ -496,14 +498,8 @@ class ExtrapolationWorkload(Workload):
         frames = parse_frames(config.frames) if config.frames else None
         runs = []
         for index, root in enumerate(roots):
-            cheap = Dataset.open(config.cheap_data[index]) if relit else None
-            if cheap is not None:
-                data = Dataset.open(root)
-                missing = sorted(set(data.frames(1.0)) - set(cheap.frames(1.0)))
-                if missing:
-                    raise SettingsError(f"cheap-pass dataset {config.cheap_data[index]} lacks frames {missing[0]}..{missing[-1]} "
-                                        f"of {root}; render them with reframe-blender dataset --cheap --frames A-B --out "
-                                        f"{config.cheap_data[index]}")
+            cheap = (cheap_pass_for(root, config.cheap_data[index], Dataset.open(root).frames(1.0)) if relit
+                     else None)
 
             def item(fb, frame, cheap=cheap):
                 color = to_tensor(fb.color)[0]
